@@ -1,0 +1,113 @@
+"""The store interface: transactions over SQL written once for both backends.
+
+Queries use PostgreSQL's `$1` placeholders; the SQLite store rewrites them to `?1`
+and drops `FOR UPDATE SKIP LOCKED` (SQLite has one writer, so claims are already
+exclusive). Rules live in the engine; the store only runs SQL and reports wake-ups.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
+from typing import Any
+
+Row = dict[str, Any]
+NotifyHook = Callable[[Iterable[str]], None]
+
+
+class Tx(abc.ABC):
+    """One transaction. `notify(key)` wakes listeners of `key` once it commits."""
+
+    def __init__(self) -> None:
+        self.wakeups: set[str] = set()
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else next(iter(row.values()))
+
+    def notify(self, key: str) -> None:
+        self.wakeups.add(key)
+
+
+class Store(abc.ABC):
+    """A database holding every tenant's state."""
+
+    backend: str
+
+    def __init__(self) -> None:
+        self._hooks: list[NotifyHook] = []
+
+    def on_commit_notify(self, hook: NotifyHook) -> None:
+        """Call `hook(keys)` after each commit that asked for wake-ups (in this process)."""
+        self._hooks.append(hook)
+
+    def _fire(self, keys: set[str]) -> None:
+        if keys:
+            for hook in self._hooks:
+                hook(keys)
+
+    @abc.abstractmethod
+    def transaction(self) -> Any:
+        """`async with store.transaction() as tx:` a read-write transaction."""
+
+    @abc.abstractmethod
+    def read(self) -> Any:
+        """`async with store.read() as tx:` a read-only view (may run beside writers)."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the versions applied."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(version, sql) for every migration file, in order."""
+    folder = resources.files("flovyn_server.store") / "migrations"
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration into statements.
+
+    Our DDL has no `--` or `;` inside string literals, so comments can be cut at `--`
+    and statements at `;` without a SQL parser.
+    """
+    lines = [ln.split("--", 1)[0] for ln in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+async def open_store(url: str, *, pool_size: int = 10) -> Store:
+    """Open (and migrate) the store named by a `sqlite:///` or `postgresql://` URL."""
+    if url.startswith("sqlite:"):
+        from flovyn_server.store.sqlite import SqliteStore
+
+        store: Store = await SqliteStore.open(url.removeprefix("sqlite://"))
+    elif url.startswith(("postgresql:", "postgres:")):
+        from flovyn_server.store.postgres import PostgresStore
+
+        store = await PostgresStore.open(url, pool_size=pool_size)
+    else:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://")
+    await store.migrate()
+    return store

@@ -1,0 +1,1 @@
+"""The `flovyn` command and the terminal dashboard."""

@@ -1,0 +1,435 @@
+"""``Worker``: registers with the server, long-polls for work and runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Coroutine, Iterable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from ._version import __version__
+from .decorators import TaskDefinition, WorkflowDefinition, task_definition, workflow_definition
+from .errors import DeterminismViolation, FlovynApiError
+from .replay import format_error, replay_workflow
+from .serde import to_jsonable, to_seconds
+from .task_context import LogBuffer, TaskContext
+from .transport import Backoff, Transport, is_transient
+
+log = logging.getLogger("flovyn_worker")
+
+_LOG_BATCH = 500
+_LOG_FLUSH_INTERVAL = 0.5
+
+
+class Worker:
+    """Runs ``@workflow`` and ``@task`` code for one tenant and queue.
+
+    ``await worker.run()`` serves until ``await worker.stop()``; ``async with
+    worker:`` serves in the background for the duration of the block. Up to
+    ``max_concurrent_tasks`` tasks and ``max_concurrent_workflows`` activations
+    run at once; polls are long-polls held up to ``poll_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        tenant: str,
+        token: str,
+        workflows: Iterable[Any] = (),
+        tasks: Iterable[Any] = (),
+        queue: str = "default",
+        max_concurrent_tasks: int = 10,
+        max_concurrent_workflows: int = 10,
+        name: str | None = None,
+        poll_timeout: float = 20.0,
+        shutdown_grace: timedelta | float = 5.0,
+    ) -> None:
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        for obj in workflows:
+            wf = workflow_definition(obj)
+            if wf is None:
+                raise TypeError(f"{obj!r} is not decorated with @workflow")
+            self._workflows[wf.kind] = wf
+        self._tasks: dict[str, TaskDefinition] = {}
+        for obj in tasks:
+            td = task_definition(obj)
+            if td is None:
+                raise TypeError(f"{obj!r} is not decorated with @task")
+            self._tasks[td.kind] = td
+        if not self._workflows and not self._tasks:
+            raise ValueError("a Worker needs at least one workflow or task")
+        if max_concurrent_tasks < 1 or max_concurrent_workflows < 1:
+            raise ValueError("concurrency limits must be at least 1")
+        self.queue = queue
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.max_concurrent_tasks = max_concurrent_tasks
+        self.max_concurrent_workflows = max_concurrent_workflows
+        self.poll_timeout = poll_timeout
+        self.shutdown_grace = to_seconds(shutdown_grace) or 0.0
+        self.worker_id: str | None = None
+        self._transport = Transport(server_url, tenant=tenant, token=token)
+        self._logs = LogBuffer()
+        self._heartbeat_interval = 5.0
+        self._task_jobs: set[asyncio.Task[Any]] = set()
+        self._activation_jobs: set[asyncio.Task[Any]] = set()
+        self._running = False
+        self._background: asyncio.Task[None] | None = None
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self._stop_requested = asyncio.Event()
+        self._started = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+
+    # -- lifecycle --
+
+    async def run(self) -> None:
+        """Register, then poll and execute work until ``stop()`` is called."""
+        if self._running:
+            raise RuntimeError("this worker is already running")
+        if self._finished.is_set():
+            self._prepare()  # run again after a previous stop
+        await self._serve()
+
+    async def stop(self) -> None:
+        """Stop polling, let running work finish briefly, flush logs, unregister."""
+        self._stop_requested.set()
+        current = asyncio.current_task()
+        if current in self._task_jobs or current in self._activation_jobs:
+            return  # waiting here would wait for ourselves
+        background, self._background = self._background, None
+        if background is not None and background is not current:
+            await background
+        elif self._running and not self._finished.is_set():
+            await self._finished.wait()
+
+    async def __aenter__(self) -> Worker:
+        if self._running:
+            raise RuntimeError("this worker is already running")
+        if self._finished.is_set():
+            self._prepare()
+        self._background = asyncio.create_task(self._serve(), name=f"flovyn worker {self.name}")
+        started = asyncio.ensure_future(self._started.wait())
+        done, _ = await asyncio.wait(
+            {self._background, started}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if started not in done:
+            started.cancel()
+        if self._background in done:
+            background, self._background = self._background, None
+            background.result()  # raises the startup error
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _serve(self) -> None:
+        self._running = True
+        pollers: list[asyncio.Task[None]] = []
+        loops: list[asyncio.Task[None]] = []
+        try:
+            await self._register()
+            if self._stop_requested.is_set():
+                return
+            loops.append(asyncio.create_task(self._heartbeat_loop()))
+            loops.append(asyncio.create_task(self._log_flush_loop()))
+            if self._workflows:
+                pollers.append(asyncio.create_task(self._poll_workflows()))
+            if self._tasks:
+                pollers.append(asyncio.create_task(self._poll_tasks()))
+            self._started.set()
+            log.info("worker %s (%s) serving queue %s", self.name, self.worker_id, self.queue)
+            await self._stop_requested.wait()
+        finally:
+            await self._shutdown(pollers, loops)
+            self._running = False
+            self._finished.set()
+
+    async def _shutdown(
+        self, pollers: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
+    ) -> None:
+        await _cancel_all(pollers)
+        jobs = self._task_jobs | self._activation_jobs
+        if jobs:
+            _, pending = await asyncio.wait(jobs, timeout=self.shutdown_grace)
+            if pending:
+                log.warning("cancelling %d unfinished jobs at shutdown", len(pending))
+            await _cancel_all(pending)
+        await _cancel_all(loops)
+        await self._flush_logs()
+        if self.worker_id is not None:
+            try:
+                await self._transport.request(
+                    "POST", "/worker/unregister", {"workerId": self.worker_id}, timeout=5.0
+                )
+            except Exception as exc:
+                log.warning("unregister failed: %r", exc)
+        await self._transport.close()
+
+    async def _sleep_unless_stopped(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+
+    # -- registration and liveness --
+
+    def _registration(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": __version__,
+            "hostName": socket.gethostname(),
+            "processId": os.getpid(),
+            "queues": [self.queue],
+            "workflows": [d.to_registration() for d in self._workflows.values()],
+            "tasks": [d.to_registration() for d in self._tasks.values()],
+        }
+
+    async def _register(self) -> None:
+        backoff = Backoff()
+        while not self._stop_requested.is_set():
+            try:
+                answer = await self._transport.request(
+                    "POST", "/worker/register", self._registration()
+                )
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("register failed, retrying: %r", exc)
+                await self._sleep_unless_stopped(backoff.next())
+                continue
+            self.worker_id = str(answer["workerId"])
+            self._heartbeat_interval = max(0.05, answer.get("heartbeatIntervalMs", 5000) / 1000)
+            return
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            try:
+                await self._transport.request(
+                    "POST", "/worker/heartbeat", {"workerId": self.worker_id}
+                )
+            except FlovynApiError as exc:
+                log.warning("heartbeat refused: %s", exc)
+                if exc.status == 404:  # the server forgot us (e.g. a fresh database)
+                    with contextlib.suppress(Exception):
+                        await self._register()
+            except Exception as exc:
+                log.warning("heartbeat failed: %r", exc)
+
+    # -- polling --
+
+    async def _free_slots(self, jobs: set[asyncio.Task[Any]], limit: int) -> int:
+        while len(jobs) >= limit:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        return limit - len(jobs)
+
+    def _spawn(self, jobs: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.create_task(coro)
+        jobs.add(job)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            jobs.discard(finished)
+            self._slot_freed.set()
+
+        job.add_done_callback(done)
+
+    async def _poll(self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]],
+                    limit: int) -> list[dict[str, Any]] | None:
+        free = await self._free_slots(jobs, limit)
+        body = {
+            "workerId": self.worker_id,
+            "queue": self.queue,
+            "kinds": kinds,
+            "maxItems": free,
+            "timeoutMs": round(self.poll_timeout * 1000),
+        }
+        answer = await self._transport.request(
+            "POST", f"/worker/{what}/poll", body, timeout=self.poll_timeout + 10.0
+        )
+        items = answer.get("activations" if what == "workflows" else "tasks") if answer else None
+        return list(items or [])
+
+    async def _poll_loop(self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]],
+                         limit: int) -> None:
+        backoff = Backoff(0.1, 5.0)
+        while not self._stop_requested.is_set():
+            try:
+                items = await self._poll(what, kinds, jobs, limit)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep polling whatever happens; back off
+                log.warning("%s poll failed: %r", what[:-1], exc)
+                await self._sleep_unless_stopped(backoff.next())
+                continue
+            backoff.reset()
+            for item in items or []:
+                if what == "workflows":
+                    self._spawn(jobs, self._process_activation(item))
+                else:
+                    self._spawn(jobs, self._execute_task(item))
+
+    async def _poll_workflows(self) -> None:
+        await self._poll_loop(
+            "workflows", sorted(self._workflows), self._activation_jobs,
+            self.max_concurrent_workflows,
+        )
+
+    async def _poll_tasks(self) -> None:
+        await self._poll_loop(
+            "tasks", sorted(self._tasks), self._task_jobs, self.max_concurrent_tasks
+        )
+
+    # -- sending results --
+
+    async def _send(self, path: str, body: dict[str, Any], attempts: int = 6) -> Any:
+        """POST with retries on transient errors; a 4xx answer raises at once."""
+        backoff = Backoff(0.2, 5.0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._transport.request("POST", path, body)
+            except Exception as exc:
+                if not is_transient(exc) or attempt == attempts:
+                    raise
+                log.warning("POST %s failed (attempt %d), retrying: %r", path, attempt, exc)
+                await asyncio.sleep(backoff.next())
+        return None
+
+    async def _report(self, path: str, body: dict[str, Any]) -> None:
+        """Send a result whose refusal can only be logged (stale claims are normal)."""
+        try:
+            await self._send(path, body)
+        except FlovynApiError as exc:
+            if exc.status == 409 and (exc.code or "").startswith("STALE"):
+                log.info("dropped stale result for %s: %s", path, exc)
+            else:
+                log.error("server refused %s: %s", path, exc)
+        except Exception as exc:
+            log.error("could not send %s: %r", path, exc)
+
+    # -- workflow activations --
+
+    async def _process_activation(self, activation: dict[str, Any]) -> None:
+        execution_id = str(activation["workflowExecutionId"])
+        kind = str(activation.get("kind"))
+        base = f"/worker/workflows/{execution_id}"
+        ids = {"workerId": self.worker_id, "activationId": activation.get("activationId")}
+        definition = self._workflows.get(kind)
+        if definition is None:
+            error = f"no workflow '{kind}' is registered on worker {self.name}"
+            await self._report(f"{base}/fail-activation",
+                               {**ids, "error": error, "errorType": "UnknownWorkflowKind"})
+            return
+        extra = {"input": activation["input"]} if "input" in activation else {}
+        try:
+            result = await replay_workflow(
+                definition, execution_id, activation.get("events") or [],
+                queue=str(activation.get("queue") or self.queue), **extra,
+            )
+        except DeterminismViolation as exc:
+            log.error("workflow %s (%s): %s", execution_id, kind, exc)
+            await self._report(f"{base}/fail-activation",
+                               {**ids, "error": str(exc), "errorType": "DeterminismViolation"})
+            return
+        except Exception as exc:  # a bug in replay or decoding: do not advance the history
+            log.exception("workflow %s (%s) could not be replayed", execution_id, kind)
+            await self._report(f"{base}/fail-activation",
+                               {**ids, "error": str(exc), "errorType": type(exc).__name__})
+            return
+        body = {**ids, "status": result.status, "commands": result.commands}
+        try:
+            await self._send(f"{base}/submit", body)
+        except FlovynApiError as exc:
+            if exc.status == 409 and (exc.code or "").startswith("STALE"):
+                log.info("activation of %s is stale, dropped: %s", execution_id, exc)
+            elif exc.status in (400, 409):
+                # The server will never take these commands: fail visibly rather
+                # than leave the execution held by this worker.
+                await self._report(f"{base}/fail-activation", {
+                    **ids, "error": exc.message, "errorType": exc.code or "SubmitRejected"})
+            else:
+                log.error("submit of %s refused: %s", execution_id, exc)
+        except Exception as exc:
+            log.error("submit of %s failed: %r", execution_id, exc)
+
+    # -- tasks --
+
+    async def _execute_task(self, item: dict[str, Any]) -> None:
+        task_id = str(item["taskExecutionId"])
+        attempt = int(item.get("attempt") or 1)
+        kind = str(item.get("kind"))
+        base = f"/worker/tasks/{task_id}"
+        ids = {"workerId": self.worker_id, "attempt": attempt}
+        definition = self._tasks.get(kind)
+        if definition is None:
+            await self._report(f"{base}/fail", {
+                **ids, "error": f"UnknownTaskKind: no task '{kind}' on worker {self.name}",
+                "retryable": True})
+            return
+        ctx = TaskContext(
+            task_execution_id=task_id,
+            attempt=attempt,
+            workflow_execution_id=item.get("workflowExecutionId"),
+            kind=kind,
+            worker_id=self.worker_id,
+            transport=self._transport,
+            log_buffer=self._logs,
+        )
+        timeout_ms = item.get("timeoutMs")
+        timeout = timeout_ms / 1000 if timeout_ms else definition.timeout
+        try:
+            call = definition.handler.invoke(ctx, item.get("input"), sync_in_thread=True)
+            result = await asyncio.wait_for(call, timeout) if timeout else await call
+            output = to_jsonable(result)
+        except TimeoutError as exc:
+            error, stack = format_error(exc)
+            if not str(exc):
+                error = f"TimeoutError: task '{kind}' did not finish within {timeout:g}s"
+            await self._report(f"{base}/fail", {
+                **ids, "error": error, "retryable": True, "stackTrace": stack})
+            return
+        except Exception as exc:
+            error, stack = format_error(exc)
+            retryable = getattr(exc, "retryable", True) is not False
+            await self._report(f"{base}/fail", {
+                **ids, "error": error, "retryable": retryable, "stackTrace": stack})
+            return
+        finally:
+            ctx.close()
+        await self._report(f"{base}/complete", {**ids, "output": output})
+
+    # -- logs --
+
+    async def _log_flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_LOG_FLUSH_INTERVAL)
+            await self._flush_logs()
+
+    async def _flush_logs(self) -> None:
+        while len(self._logs):
+            batch = self._logs.take(_LOG_BATCH)
+            try:
+                await self._transport.request("POST", "/worker/logs", {"entries": batch})
+            except Exception as exc:
+                log.warning("sending %d task log lines failed: %r", len(batch), exc)
+                if is_transient(exc):
+                    self._logs.put_back(batch)
+                return
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
