@@ -122,8 +122,10 @@ def iso(ms: int | None) -> str | None:
     """Epoch milliseconds as an RFC 3339 UTC string with millisecond precision."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

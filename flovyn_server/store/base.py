@@ -1,7 +1,7 @@
 """The store interface: transactions over SQL written once for both backends.
 
 Queries use PostgreSQL's `$1` placeholders; the SQLite store rewrites them to `?1`
-and drops `FOR UPDATE SKIP LOCKED` (SQLite has one writer, so claims are already
+and drops `FOR UPDATE [SKIP LOCKED]` (SQLite has one writer, so claims are already
 exclusive). Rules live in the engine; the store only runs SQL and reports wake-ups.
 """
 

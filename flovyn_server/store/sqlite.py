@@ -17,12 +17,14 @@ from flovyn_server.domain import now_ms
 from flovyn_server.store.base import Row, Store, Tx, migrations, split_statements
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+# SQLite has no row locks (and rejects the clause): with one writer they are implicit.
+_ROW_LOCK = re.compile(r"\s+FOR\s+UPDATE(?:\s+SKIP\s+LOCKED)?\b")
 
 
 @lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; row locks are implicit here."""
-    return _PLACEHOLDER.sub(r"?\1", sql).replace("FOR UPDATE SKIP LOCKED", "")
+    """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; `FOR UPDATE [SKIP LOCKED]` dropped."""
+    return _ROW_LOCK.sub("", _PLACEHOLDER.sub(r"?\1", sql))
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:

@@ -1,0 +1,156 @@
+"""The worker protocol: registration, long-polls, submits, task results, logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from flovyn_server import metrics
+from flovyn_server.api.common import body_object, engine, json, tenant
+from flovyn_server.domain import now_ms
+from flovyn_server.engine import validate
+from flovyn_server.engine.wake import task_key, workflow_key
+
+routes = web.RouteTableDef()
+W = "/api/tenants/{slug}/worker"
+
+Claim = Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+async def _long_poll(request: web.Request, what: str) -> web.Response:
+    eng = engine(request)
+    t = tenant(request)
+    body = await body_object(request)
+    worker_id = validate.string(body, "workerId")
+    queue = validate.string(body, "queue", "default")
+    kinds = validate.string_list(body, "kinds", [])
+    max_items = validate.integer(body, "maxItems", 1, lo=1, hi=100)
+    timeout_ms = validate.integer(
+        body, "timeoutMs", 20_000, lo=0, hi=eng.settings.max_poll_timeout_ms
+    )
+    await eng.workers.touch(t, worker_id)
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+    if what == "workflows":
+        key = workflow_key(t.id, queue)
+
+        async def claim() -> list[dict[str, Any]]:
+            return await eng.activations.claim(t, worker_id, queue, kinds, max_items)
+    else:
+        key = task_key(t.id, queue)
+
+        async def claim() -> list[dict[str, Any]]:
+            return await eng.tasks.claim(t, worker_id, queue, kinds, max_items)
+
+    items: list[dict[str, Any]] = []
+    metrics.WAITING_POLLS.inc()
+    try:
+        while kinds:
+            with eng.hub.waiter(key) as waiter:
+                items = await claim()
+                remaining = deadline - asyncio.get_running_loop().time()
+                if items or remaining <= 0 or eng.hub.closed:
+                    break
+                if what == "tasks":
+                    # A retry becomes due without any commit to wake us: wait until then.
+                    due = await eng.tasks.next_retry_at(t, queue, kinds)
+                    if due is not None:
+                        remaining = min(remaining, max((due - now_ms()) / 1000, 0.001))
+                await waiter.wait(remaining)
+        else:
+            await asyncio.sleep(max(deadline - asyncio.get_running_loop().time(), 0))
+    finally:
+        metrics.WAITING_POLLS.dec()
+    return json({"activations" if what == "workflows" else "tasks": items})
+
+
+@routes.post(W + "/register")
+async def register(request: web.Request) -> web.Response:
+    return json(await engine(request).workers.register(tenant(request), await body_object(request)))
+
+
+@routes.post(W + "/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).workers.heartbeat(tenant(request), await body_object(request))
+    )
+
+
+@routes.post(W + "/unregister")
+async def unregister(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).workers.unregister(tenant(request), await body_object(request))
+    )
+
+
+@routes.post(W + "/workflows/poll")
+async def poll_workflows(request: web.Request) -> web.Response:
+    return await _long_poll(request, "workflows")
+
+
+@routes.post(W + "/tasks/poll")
+async def poll_tasks(request: web.Request) -> web.Response:
+    return await _long_poll(request, "tasks")
+
+
+@routes.post(W + "/workflows/{id}/submit")
+async def submit(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).activations.submit(
+            tenant(request), request.match_info["id"], await body_object(request)
+        )
+    )
+
+
+@routes.post(W + "/workflows/{id}/fail-activation")
+async def fail_activation(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).activations.fail_activation(
+            tenant(request), request.match_info["id"], await body_object(request)
+        )
+    )
+
+
+@routes.post(W + "/tasks/{id}/complete")
+async def complete_task(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).tasks.complete(
+            tenant(request), request.match_info["id"], await body_object(request)
+        )
+    )
+
+
+@routes.post(W + "/tasks/{id}/fail")
+async def fail_task(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).tasks.fail(
+            tenant(request), request.match_info["id"], await body_object(request)
+        )
+    )
+
+
+@routes.post(W + "/tasks/{id}/progress")
+async def task_progress(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).tasks.progress(
+            tenant(request), request.match_info["id"], await body_object(request)
+        )
+    )
+
+
+@routes.post(W + "/tasks/{id}/heartbeat")
+async def task_heartbeat(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).tasks.heartbeat(
+            tenant(request), request.match_info["id"], await body_object(request)
+        )
+    )
+
+
+@routes.post(W + "/logs")
+async def logs(request: web.Request) -> web.Response:
+    return json(
+        await engine(request).tasks.append_logs(tenant(request), await body_object(request))
+    )

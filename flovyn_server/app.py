@@ -1,0 +1,70 @@
+"""create_app(settings): one aiohttp Application wiring store, engine, routes and loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from flovyn_server.api import health, middleware, tenants, worker, workflows
+from flovyn_server.api.common import ENGINE
+from flovyn_server.engine import Engine
+from flovyn_server.settings import Settings
+from flovyn_server.store.base import open_store
+
+log = logging.getLogger("flovyn_server")
+
+
+def load_admin_key(settings: Settings) -> str:
+    """FLOVYN_ADMIN_KEY, else the key in the data dir, else a new one written there."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = Path(settings.data_dir) / "admin.key"
+    if path.exists():
+        key = path.read_text().strip()
+        log.info("admin key read from %s", path)
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = "flovyn_admin_" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    log.warning(
+        "generated an admin key and wrote it to %s (set FLOVYN_ADMIN_KEY to choose one)", path
+    )
+    return key
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[middleware.measure, middleware.errors, middleware.auth],
+    )
+    app["max_body"] = settings.max_body_bytes
+    for module in (health, tenants, workflows, worker):
+        app.add_routes(module.routes)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        store = await open_store(settings.database_url, pool_size=settings.postgres_pool_size)
+        eng = Engine(store, settings, load_admin_key(settings))
+        app[ENGINE] = eng
+        scheduler = asyncio.create_task(eng.scheduler.run(), name="flovyn-scheduler")
+        log.info("flovyn server ready (storage %s)", store.backend)
+        yield
+        scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduler
+        await store.close()
+
+    async def release_polls(app: web.Application) -> None:
+        app[ENGINE].hub.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(release_polls)
+    return app

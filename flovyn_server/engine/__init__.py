@@ -1,0 +1,33 @@
+"""The rules: commands -> events -> state. No HTTP in here."""
+
+from __future__ import annotations
+
+from flovyn_server.engine.activations import Activations
+from flovyn_server.engine.scheduler import Scheduler
+from flovyn_server.engine.tasks import Tasks
+from flovyn_server.engine.tenants import Tenants
+from flovyn_server.engine.wake import WakeHub
+from flovyn_server.engine.workers import Workers
+from flovyn_server.engine.workflows import Workflows
+from flovyn_server.settings import Settings
+from flovyn_server.store.base import Store
+
+
+class Engine:
+    """Everything the API calls, built on one store and one wake hub."""
+
+    def __init__(self, store: Store, settings: Settings, admin_key: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.hub = WakeHub()
+        store.on_commit_notify(self.hub.wake)
+        self.tenants = Tenants(store, admin_key)
+        self.workflows = Workflows(store)
+        self.activations = Activations(store)
+        self.tasks = Tasks(store)
+        self.workers = Workers(
+            store,
+            liveness_timeout_ms=settings.liveness_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        )
+        self.scheduler = Scheduler(store, self.hub, self.workers)

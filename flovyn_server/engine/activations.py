@@ -1,0 +1,315 @@
+"""Workflow activations: claim with the whole history, then apply the worker's commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flovyn_server.domain import ApiError, EventType, bad_request, not_found, now_ms
+from flovyn_server.engine import shapes, validate
+from flovyn_server.engine.history import Event, append_events
+from flovyn_server.engine.tasks import insert_task
+from flovyn_server.engine.tenants import Tenant
+from flovyn_server.engine.wake import DUE_KEY, workflow_key
+from flovyn_server.engine.workflows import create_execution, finish
+from flovyn_server.jsonio import dumps
+from flovyn_server.store.base import Store, Tx
+
+SUBMIT_STATUSES = ("SUSPENDED", "COMPLETED", "FAILED", "CANCELLED")
+
+
+class Activations:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(
+        self,
+        tenant: Tenant,
+        worker_id: str,
+        queue: str,
+        kinds: list[str],
+        max_items: int,
+    ) -> list[dict[str, Any]]:
+        """Claim up to `max_items` PENDING executions; each comes with its full history."""
+        now = now_ms()
+        marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "UPDATE workflow_executions SET status = 'RUNNING', worker_id = $1, "
+                "activation_id = activation_id + 1, resume_requested = 0, "
+                "started_at = COALESCE(started_at, $2), updated_at = $2 "
+                "WHERE id IN (SELECT id FROM workflow_executions WHERE tenant_id = $3 "
+                f"AND queue = $4 AND status = 'PENDING' AND kind IN ({marks}) "
+                "ORDER BY available_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, kind, queue, input, retry_attempts, parent_id, activation_id",
+                worker_id,
+                now,
+                tenant.id,
+                queue,
+                max_items,
+                *kinds,
+            )
+            if not rows:
+                return []
+            ids = [r["id"] for r in rows]
+            id_marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
+            events = await tx.fetch(
+                "SELECT workflow_execution_id, sequence, event_type, data, created_at "
+                f"FROM workflow_events WHERE workflow_execution_id IN ({id_marks}) "
+                "ORDER BY workflow_execution_id, sequence",
+                *ids,
+            )
+        history: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        for e in events:
+            history[e["workflow_execution_id"]].append(shapes.event(e))
+        return [
+            {
+                "workflowExecutionId": r["id"],
+                "activationId": r["activation_id"],
+                "kind": r["kind"],
+                "queue": r["queue"],
+                "input": shapes.loads(r["input"]) if r["input"] is not None else None,
+                "retryAttempts": r["retry_attempts"],
+                "parentWorkflowExecutionId": r["parent_id"],
+                "events": history[r["id"]],
+            }
+            for r in rows
+        ]
+
+    async def _held(
+        self, tx: Tx, tenant: Tenant, workflow_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+        worker_id = validate.string(body, "workerId")
+        activation = validate.integer(body, "activationId", lo=0)
+        row = await tx.fetchrow(
+            "SELECT id, tenant_id, kind, queue, status, worker_id, activation_id, parent_id, "
+            "child_name FROM workflow_executions WHERE id = $1 FOR UPDATE",
+            workflow_id,
+        )
+        if row is None or row["tenant_id"] != tenant.id:
+            raise not_found(f"workflow execution {workflow_id}")
+        if (row["status"], row["worker_id"], row["activation_id"]) != (
+            "RUNNING",
+            worker_id,
+            activation,
+        ):
+            raise ApiError(
+                409,
+                "STALE_ACTIVATION",
+                f"activation {activation} of {workflow_id} is not held by this worker",
+            )
+        return row
+
+    async def submit(
+        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = validate.body_object(body)
+        status = body.get("status")
+        if status not in SUBMIT_STATUSES:
+            raise bad_request(f"status must be one of {', '.join(SUBMIT_STATUSES)}")
+        commands = body.get("commands", [])
+        if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
+            raise bad_request("commands must be a list of objects")
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            row = await self._held(tx, tenant, workflow_id, body)
+            events: list[Event] = []
+            terminal: tuple[str, Any, str | None] | None = None
+            for index, command in enumerate(commands):
+                kind = command.get("type")
+                last = index == len(commands) - 1
+                if kind == "COMPLETE_WORKFLOW" and last and status == "COMPLETED":
+                    output = command.get("output")
+                    events.append((EventType.WORKFLOW_COMPLETED, {"output": output}))
+                    terminal = ("COMPLETED", output, None)
+                elif kind == "FAIL_WORKFLOW" and last and status == "FAILED":
+                    error = str(command.get("error") or "workflow failed")
+                    data = {"error": error}
+                    if command.get("stackTrace"):
+                        data["stackTrace"] = str(command["stackTrace"])
+                    events.append((EventType.WORKFLOW_EXECUTION_FAILED, data))
+                    terminal = ("FAILED", None, error)
+                else:
+                    event = await self._apply(tx, tenant, row, command, now)
+                    if event is not None:
+                        events.append(event)
+            if status == "CANCELLED":
+                reason = await tx.fetchval(
+                    "SELECT data FROM workflow_events WHERE workflow_execution_id = $1 "
+                    "AND event_type = 'CANCELLATION_REQUESTED' ORDER BY sequence DESC LIMIT 1",
+                    row["id"],
+                )
+                if reason is None:
+                    raise bad_request("status CANCELLED needs a cancellation request")
+                events.append(
+                    (EventType.WORKFLOW_CANCELLED, {"reason": shapes.loads(reason).get("reason")})
+                )
+                terminal = ("CANCELLED", None, None)
+            elif status != "SUSPENDED" and terminal is None:
+                raise bad_request(
+                    f"status {status} needs a final "
+                    f"{'COMPLETE_WORKFLOW' if status == 'COMPLETED' else 'FAIL_WORKFLOW'}"
+                    " command"
+                )
+            sequence = await append_events(tx, row["id"], events, now)
+            if terminal is not None:
+                await finish(tx, row, terminal[0], output=terminal[1], error=terminal[2], now=now)
+                final = terminal[0]
+            else:
+                final = await tx.fetchval(
+                    "UPDATE workflow_executions SET status = CASE WHEN resume_requested = 1 "
+                    "THEN 'PENDING' ELSE 'WAITING' END, resume_requested = 0, worker_id = NULL, "
+                    "updated_at = $2 WHERE id = $1 RETURNING status",
+                    row["id"],
+                    now,
+                )
+                if final == "PENDING":
+                    tx.notify(workflow_key(tenant.id, row["queue"]))
+        return {"status": final, "currentSequence": sequence}
+
+    async def _apply(
+        self, tx: Tx, tenant: Tenant, wf: dict[str, Any], cmd: dict[str, Any], now: int
+    ) -> Event | None:
+        kind = cmd.get("type")
+        if kind == "SCHEDULE_TASK":
+            if not await insert_task(
+                tx, tenant.id, cmd, workflow_id=wf["id"], now=now, default_queue=wf["queue"]
+            ):
+                return None
+            return (
+                EventType.TASK_SCHEDULED,
+                {
+                    "taskExecutionId": validate.uuid_text(cmd["taskExecutionId"]),
+                    "kind": cmd["kind"],
+                    "input": cmd.get("input"),
+                    "maxRetries": cmd["maxRetries"],
+                    "queue": cmd["queue"],
+                },
+            )
+        if kind == "START_TIMER":
+            timer_id = validate.string(cmd, "timerId")
+            duration = validate.integer(cmd, "durationMs", lo=0)
+            inserted = await tx.execute(
+                "INSERT INTO timers (id, tenant_id, workflow_execution_id, fire_at, status) "
+                "VALUES ($1, $2, $3, $4, 'PENDING') ON CONFLICT (id) DO NOTHING",
+                timer_id,
+                tenant.id,
+                wf["id"],
+                now + duration,
+            )
+            tx.notify(DUE_KEY)
+            return (
+                (EventType.TIMER_STARTED, {"timerId": timer_id, "durationMs": duration})
+                if inserted
+                else None
+            )
+        if kind == "CANCEL_TIMER":
+            timer_id = validate.string(cmd, "timerId")
+            changed = await tx.execute(
+                "UPDATE timers SET status = 'CANCELLED' WHERE id = $1 AND workflow_execution_id = $2 "
+                "AND status = 'PENDING'",
+                timer_id,
+                wf["id"],
+            )
+            return (EventType.TIMER_CANCELLED, {"timerId": timer_id}) if changed else None
+        if kind == "CREATE_PROMISE":
+            return await create_promise(tx, tenant, wf, cmd, now)
+        if kind == "SCHEDULE_CHILD_WORKFLOW":
+            child_id = validate.uuid_text(validate.string(cmd, "childWorkflowExecutionId"))
+            child_kind = validate.string(cmd, "kind")
+            name = validate.string(cmd, "childExecutionName")
+            created = await create_execution(
+                tx,
+                tenant.id,
+                execution_id=child_id,
+                kind=child_kind,
+                queue=validate.string(cmd, "queue", None) or wf["queue"],
+                input=cmd.get("input"),
+                now=now,
+                parent_id=wf["id"],
+                child_name=name,
+            )
+            if not created:
+                existing = await tx.fetchrow(
+                    "SELECT kind, parent_id FROM workflow_executions WHERE id = $1", child_id
+                )
+                if existing is None or (existing["kind"], existing["parent_id"]) != (
+                    child_kind,
+                    wf["id"],
+                ):
+                    raise ApiError(409, "ID_CONFLICT", f"execution {child_id} exists already")
+                return None
+            return (
+                EventType.CHILD_WORKFLOW_INITIATED,
+                {
+                    "childExecutionName": name,
+                    "childWorkflowKind": child_kind,
+                    "childWorkflowExecutionId": child_id,
+                },
+            )
+        if kind == "RECORD_OPERATION":
+            name = validate.string(cmd, "operationName")
+            return (
+                EventType.OPERATION_COMPLETED,
+                {"operationName": name, "result": cmd.get("result")},
+            )
+        if kind == "SET_STATE":
+            key = validate.string(cmd, "key")
+            await tx.execute(
+                "INSERT INTO workflow_state (workflow_execution_id, key, value) VALUES ($1, $2, $3) "
+                "ON CONFLICT (workflow_execution_id, key) DO UPDATE SET value = excluded.value",
+                wf["id"],
+                key,
+                dumps(cmd.get("value")),
+            )
+            return (EventType.STATE_SET, {"key": key, "value": cmd.get("value")})
+        if kind == "CLEAR_STATE":
+            key = validate.string(cmd, "key")
+            await tx.execute(
+                "DELETE FROM workflow_state WHERE workflow_execution_id = $1 AND key = $2",
+                wf["id"],
+                key,
+            )
+            return (EventType.STATE_CLEARED, {"key": key})
+        raise bad_request(f"unknown or misplaced command {kind!r}")
+
+    async def fail_activation(
+        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The worker could not replay: FAILED without advancing the history."""
+        body = validate.body_object(body)
+        error = str(body.get("error") or "activation failed")
+        error_type = str(body.get("errorType") or "ActivationError")
+        async with self.store.transaction() as tx:
+            row = await self._held(tx, tenant, workflow_id, body)
+            await finish(tx, row, "FAILED", error=f"{error_type}: {error}", now=now_ms())
+        return {"status": "FAILED"}
+
+
+async def create_promise(
+    tx: Tx, tenant: Tenant, wf: dict[str, Any], cmd: dict[str, Any], now: int
+) -> Event | None:
+    import uuid
+
+    name = validate.string(cmd, "promiseName")
+    timeout = validate.integer(cmd, "timeoutMs", None, lo=0)
+    promise_id = str(uuid.uuid4())
+    inserted = await tx.execute(
+        "INSERT INTO promises (id, tenant_id, workflow_execution_id, name, status, timeout_at, "
+        "created_at) VALUES ($1, $2, $3, $4, 'PENDING', $5, $6) "
+        "ON CONFLICT (workflow_execution_id, name) DO NOTHING",
+        promise_id,
+        tenant.id,
+        wf["id"],
+        name,
+        None if timeout is None else now + timeout,
+        now,
+    )
+    if not inserted:
+        return None
+    if timeout is not None:
+        tx.notify(DUE_KEY)
+    data: dict[str, Any] = {"promiseId": promise_id, "promiseName": name}
+    if timeout is not None:
+        data["timeoutMs"] = timeout
+    return (EventType.PROMISE_CREATED, data)

@@ -1,0 +1,138 @@
+"""The due-work loop: timers, promise deadlines, task timeouts and worker liveness.
+
+Due rows are claimed with `FOR UPDATE SKIP LOCKED` and changed in the same
+transaction, so with several server processes on one PostgreSQL database each timer
+fires once. The loop sleeps until the next due time it knows of, and is woken early
+(`DUE_KEY`) when a commit here or in another process creates an earlier one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from flovyn_server import metrics
+from flovyn_server.domain import EventType, now_ms
+from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine.wake import DUE_KEY, WakeHub
+from flovyn_server.engine.workers import Workers, time_out
+from flovyn_server.engine.workflows import is_open
+from flovyn_server.store.base import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+MAX_SLEEP_S = 1.0
+
+
+class Scheduler:
+    def __init__(self, store: Store, hub: WakeHub, workers: Workers) -> None:
+        self.store = store
+        self.hub = hub
+        self.workers = workers
+        self._last_gauges = 0
+
+    async def run(self) -> None:
+        while True:
+            with self.hub.waiter(DUE_KEY) as waiter:
+                try:
+                    busy = await self.tick()
+                    delay = 0.0 if busy else await self.seconds_to_next_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a database hiccup must not stop timers for good
+                    log.exception("scheduler tick failed; retrying in 1 s")
+                    delay = MAX_SLEEP_S
+                if delay > 0:
+                    await waiter.wait(delay)
+
+    async def tick(self) -> bool:
+        """Do what is due now; True when a batch was full and more may be waiting."""
+        fired = await self.fire_timers()
+        expired = await self.expire_promises()
+        timed_out = await self.time_out_tasks()
+        await self.workers.reap()
+        if now_ms() - self._last_gauges > 5000:
+            await self.update_gauges()
+        return max(fired, expired, timed_out) >= BATCH
+
+    async def fire_timers(self) -> int:
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "UPDATE timers SET status = 'FIRED' WHERE id IN (SELECT id FROM timers "
+                "WHERE status = 'PENDING' AND fire_at <= $1 ORDER BY fire_at LIMIT $2 "
+                "FOR UPDATE SKIP LOCKED) RETURNING id, workflow_execution_id",
+                now,
+                BATCH,
+            )
+            for row in rows:
+                wf = row["workflow_execution_id"]
+                if await is_open(tx, wf):
+                    await append_and_resume(
+                        tx, wf, [(EventType.TIMER_FIRED, {"timerId": row["id"]})]
+                    )
+        return len(rows)
+
+    async def expire_promises(self) -> int:
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "UPDATE promises SET status = 'TIMEOUT', settled_at = $1 WHERE id IN (SELECT id "
+                "FROM promises WHERE status = 'PENDING' AND timeout_at <= $1 ORDER BY timeout_at "
+                "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, name, workflow_execution_id",
+                now,
+                BATCH,
+            )
+            for row in rows:
+                wf = row["workflow_execution_id"]
+                if await is_open(tx, wf):
+                    await append_and_resume(
+                        tx,
+                        wf,
+                        [
+                            (
+                                EventType.PROMISE_TIMEOUT,
+                                {"promiseId": row["id"], "promiseName": row["name"]},
+                            )
+                        ],
+                    )
+        return len(rows)
+
+    async def time_out_tasks(self) -> int:
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT id FROM task_executions WHERE status = 'RUNNING' AND attempt_deadline <= $1 "
+                "ORDER BY attempt_deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
+                now,
+                BATCH,
+            )
+            for row in rows:
+                await time_out(tx, row["id"], now, "task timed out")
+        return len(rows)
+
+    async def seconds_to_next_due(self) -> float:
+        async with self.store.read() as tx:
+            row = await tx.fetchrow(
+                "SELECT (SELECT min(fire_at) FROM timers WHERE status = 'PENDING') AS t, "
+                "(SELECT min(timeout_at) FROM promises WHERE status = 'PENDING') AS p, "
+                "(SELECT min(attempt_deadline) FROM task_executions WHERE status = 'RUNNING') AS d"
+            )
+        due = [v for v in (row or {}).values() if v is not None]
+        if not due:
+            return MAX_SLEEP_S
+        # a floor keeps a row locked by another process from spinning this loop
+        return min(max((min(due) - now_ms()) / 1000, 0.005), MAX_SLEEP_S)
+
+    async def update_gauges(self) -> None:
+        self._last_gauges = now_ms()
+        async with self.store.read() as tx:
+            wf = await tx.fetchval(
+                "SELECT count(*) FROM workflow_executions WHERE status = 'PENDING'"
+            )
+            tasks = await tx.fetchval(
+                "SELECT count(*) FROM task_executions WHERE status = 'PENDING'"
+            )
+        metrics.QUEUE_DEPTH.labels("workflow").set(wf)
+        metrics.QUEUE_DEPTH.labels("task").set(tasks)

@@ -1,0 +1,159 @@
+"""The one place that turns stored rows into their API shapes (camelCase, RFC 3339)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flovyn_server.domain import iso
+from flovyn_server.jsonio import loads
+from flovyn_server.store.base import Row
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else loads(text)
+
+
+def tenant(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "slug": row["slug"],
+        "tier": row["tier"],
+        "region": row["region"],
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+WORKFLOW_COLUMNS = (
+    "id, tenant_id, kind, queue, status, input, output, error, current_sequence, "
+    "workflow_version, parent_id, child_name, worker_id, retry_attempts, metadata, "
+    "created_at, started_at, completed_at, updated_at"
+)
+SUMMARY_COLUMNS = (
+    "id, kind, queue, status, error, parent_id, worker_id, retry_attempts, current_sequence, "
+    "created_at, started_at, completed_at, updated_at"
+)
+
+
+def workflow_summary(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "queue": row["queue"],
+        "status": row["status"],
+        "error": row["error"],
+        "parentWorkflowExecutionId": row["parent_id"],
+        "workerId": row["worker_id"],
+        "retryAttempts": row["retry_attempts"],
+        "currentSequence": row["current_sequence"],
+        "createdAt": iso(row["created_at"]),
+        "startedAt": iso(row["started_at"]),
+        "completedAt": iso(row["completed_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+def workflow(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "tenantId": row["tenant_id"],
+        "kind": row["kind"],
+        "queue": row["queue"],
+        "status": row["status"],
+        "input": _json(row["input"]),
+        "output": _json(row["output"]),
+        "error": row["error"],
+        "currentSequence": row["current_sequence"],
+        "workflowVersion": row["workflow_version"],
+        "parentWorkflowExecutionId": row["parent_id"],
+        "childExecutionName": row["child_name"],
+        "workerId": row["worker_id"],
+        "retryAttempts": row["retry_attempts"],
+        "metadata": _json(row["metadata"]) or {},
+        "createdAt": iso(row["created_at"]),
+        "startedAt": iso(row["started_at"]),
+        "completedAt": iso(row["completed_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+def event(row: Row) -> dict[str, Any]:
+    return {
+        "sequence": row["sequence"],
+        "eventType": row["event_type"],
+        "timestamp": iso(row["created_at"]),
+        "data": loads(row["data"]),
+    }
+
+
+TASK_COLUMNS = (
+    "id, kind, status, queue, workflow_execution_id, execution_count, max_retries, progress, "
+    "progress_details, input, output, error, worker_id, created_at, started_at, completed_at, "
+    "retry_at, metadata, timeout_ms"
+)
+
+
+def task(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "queue": row["queue"],
+        "workflowExecutionId": row["workflow_execution_id"],
+        "executionCount": row["execution_count"],
+        "maxRetries": row["max_retries"],
+        "progress": row["progress"],
+        "progressDetails": row["progress_details"],
+        "input": _json(row["input"]),
+        "output": _json(row["output"]),
+        "error": row["error"],
+        "workerId": row["worker_id"],
+        "createdAt": iso(row["created_at"]),
+        "startedAt": iso(row["started_at"]),
+        "completedAt": iso(row["completed_at"]),
+        # retryAt only means something while a retry is pending
+        "retryAt": iso(row["retry_at"])
+        if row["status"] == "PENDING" and row["execution_count"]
+        else None,
+        "timeoutMs": row["timeout_ms"],
+        "metadata": _json(row["metadata"]) or {},
+    }
+
+
+def attempt(row: Row) -> dict[str, Any]:
+    finished = row["finished_at"]
+    return {
+        "attempt": row["attempt"],
+        "startedAt": iso(row["started_at"]),
+        "finishedAt": iso(finished),
+        "durationMs": None if finished is None else finished - row["started_at"],
+        "status": row["status"],
+        "output": _json(row["output"]),
+        "error": row["error"],
+        "workerId": row["worker_id"],
+    }
+
+
+def log(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "level": row["level"],
+        "message": row["message"],
+        "timestamp": iso(row["ts"]),
+        "attempt": row["attempt"],
+    }
+
+
+def worker(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "type": row["type"],
+        "status": row["status"],
+        "version": row["version"],
+        "hostName": row["host_name"],
+        "processId": row["process_id"],
+        "queues": loads(row["queues"]),
+        "lastHeartbeatAt": iso(row["last_heartbeat_at"]),
+        "registeredAt": iso(row["registered_at"]),
+    }

@@ -1,0 +1,450 @@
+"""Task executions: scheduling, claims, attempts, retries with backoff, logs, progress."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flovyn_server import metrics
+from flovyn_server.domain import (
+    ApiError,
+    EventType,
+    LogLevel,
+    bad_request,
+    not_found,
+    now_ms,
+    parse_iso_ms,
+)
+from flovyn_server.engine import shapes, validate
+from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine.tenants import Tenant
+from flovyn_server.engine.wake import task_key
+from flovyn_server.engine.workflows import is_open
+from flovyn_server.jsonio import dumps
+from flovyn_server.store.base import Store, Tx
+
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY = {"initialIntervalMs": 1000, "backoffCoefficient": 2.0, "maxIntervalMs": 60_000}
+
+
+def backoff_ms(attempt: int, initial: int, coefficient: float, maximum: int) -> int:
+    """Delay before the retry that follows failed attempt number `attempt` (1-based)."""
+    return int(min(initial * coefficient ** (attempt - 1), maximum))
+
+
+def stale(task_id: str, attempt: Any) -> ApiError:
+    return ApiError(
+        409, "STALE_ATTEMPT", f"attempt {attempt} is not the running attempt of task {task_id}"
+    )
+
+
+async def insert_task(
+    tx: Tx,
+    tenant_id: str,
+    spec: dict[str, Any],
+    *,
+    workflow_id: str | None,
+    now: int,
+    default_queue: str,
+) -> bool:
+    """Insert a PENDING task from a SCHEDULE_TASK command or a create request.
+
+    Returns False when the id exists with the same kind (a resubmission); raises
+    409 ID_CONFLICT when it exists with another kind.
+    """
+    task_id = validate.uuid_text(validate.string(spec, "taskExecutionId"), "taskExecutionId")
+    kind = validate.string(spec, "kind")
+    queue = validate.string(spec, "queue", None) or default_queue
+    max_retries = validate.integer(spec, "maxRetries", DEFAULT_MAX_RETRIES, lo=0, hi=100)
+    timeout_ms = validate.integer(spec, "timeoutMs", None, lo=1)
+    policy = spec.get("retryPolicy") or {}
+    if not isinstance(policy, dict):
+        raise bad_request("retryPolicy must be an object")
+    policy = {**DEFAULT_RETRY, **{k: v for k, v in policy.items() if v is not None}}
+    initial = validate.integer(policy, "initialIntervalMs", lo=0)
+    coefficient = validate.number(policy, "backoffCoefficient")
+    maximum = validate.integer(policy, "maxIntervalMs", lo=0)
+    metadata = validate.string_map(spec, "metadata")
+    inserted = await tx.execute(
+        "INSERT INTO task_executions (id, tenant_id, workflow_execution_id, kind, queue, status, "
+        "input, max_retries, retry_initial_ms, retry_coefficient, retry_max_ms, timeout_ms, "
+        "metadata, idempotency_key, retry_at, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) "
+        "ON CONFLICT (id) DO NOTHING",
+        task_id,
+        tenant_id,
+        workflow_id,
+        kind,
+        queue,
+        dumps(spec.get("input")),
+        max_retries,
+        initial,
+        coefficient,
+        maximum,
+        timeout_ms,
+        dumps(metadata or {}),
+        spec.get("idempotencyKey"),
+        now,
+    )
+    if not inserted:
+        existing = await tx.fetchrow(
+            "SELECT kind, tenant_id, workflow_execution_id FROM task_executions WHERE id = $1",
+            task_id,
+        )
+        if existing is None or (
+            existing["kind"],
+            existing["tenant_id"],
+            existing["workflow_execution_id"],
+        ) != (kind, tenant_id, workflow_id):
+            raise ApiError(
+                409, "ID_CONFLICT", f"task {task_id} exists already with another kind or owner"
+            )
+        return False
+    tx.notify(task_key(tenant_id, queue))
+    metrics.TASKS.labels("created").inc()
+    spec.update(queue=queue, maxRetries=max_retries)
+    return True
+
+
+async def end_attempt(
+    tx: Tx,
+    task: dict[str, Any],
+    outcome: str,
+    *,
+    error: str | None,
+    retryable: bool,
+    now: int,
+) -> dict[str, Any]:
+    """Close the running attempt as FAILED or TIMEOUT and apply the retry rule."""
+    attempt = task["execution_count"]
+    await tx.execute(
+        "UPDATE task_attempts SET status = $3, error = $4, finished_at = $5 "
+        "WHERE task_execution_id = $1 AND attempt = $2",
+        task["id"],
+        attempt,
+        outcome,
+        error,
+        now,
+    )
+    cancelled = bool(task["cancel_requested"])
+    if retryable and not cancelled and attempt <= task["max_retries"]:
+        retry_at = now + backoff_ms(
+            attempt, task["retry_initial_ms"], task["retry_coefficient"], task["retry_max_ms"]
+        )
+        await tx.execute(
+            "UPDATE task_executions SET status = 'PENDING', error = $2, worker_id = NULL, "
+            "retry_at = $3, attempt_deadline = NULL, updated_at = $4 WHERE id = $1",
+            task["id"],
+            error,
+            retry_at,
+            now,
+        )
+        metrics.TASKS.labels("retried").inc()
+        # Pollers of this queue cap their wait at the next retryAt, so no wake-up needed.
+        return {"status": "PENDING", "retryAt": shapes.iso(retry_at)}
+    final = "CANCELLED" if cancelled else "FAILED"
+    await tx.execute(
+        "UPDATE task_executions SET status = $2, error = $3, worker_id = NULL, "
+        "attempt_deadline = NULL, completed_at = $4, updated_at = $4 WHERE id = $1",
+        task["id"],
+        final,
+        error,
+        now,
+    )
+    metrics.TASKS.labels(final.lower()).inc()
+    wf = task["workflow_execution_id"]
+    if wf and await is_open(tx, wf):
+        event = (
+            (EventType.TASK_CANCELLED, {"taskExecutionId": task["id"]})
+            if cancelled
+            else (EventType.TASK_FAILED, {"taskExecutionId": task["id"], "error": error})
+        )
+        await append_and_resume(tx, wf, [event])
+    return {"status": final}
+
+
+TASK_FOR_UPDATE = (
+    "SELECT id, tenant_id, workflow_execution_id, status, execution_count, max_retries, "
+    "retry_initial_ms, retry_coefficient, retry_max_ms, cancel_requested, worker_id "
+    "FROM task_executions WHERE id = $1 FOR UPDATE"
+)
+
+
+class Tasks:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._log_seq = 0
+
+    async def claim(
+        self,
+        tenant: Tenant,
+        worker_id: str,
+        queue: str,
+        kinds: list[str],
+        max_items: int,
+    ) -> list[dict[str, Any]]:
+        now = now_ms()
+        marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "UPDATE task_executions SET status = 'RUNNING', worker_id = $1, "
+                "execution_count = execution_count + 1, started_at = COALESCE(started_at, $2), "
+                "attempt_deadline = CASE WHEN timeout_ms IS NULL THEN NULL "
+                "ELSE $2 + timeout_ms END, updated_at = $2 "
+                "WHERE id IN (SELECT id FROM task_executions WHERE tenant_id = $3 AND queue = $4 "
+                f"AND status = 'PENDING' AND retry_at <= $2 AND kind IN ({marks}) "
+                "ORDER BY retry_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
+                "RETURNING id, kind, input, execution_count, workflow_execution_id, queue, timeout_ms",
+                worker_id,
+                now,
+                tenant.id,
+                queue,
+                max_items,
+                *kinds,
+            )
+            if rows:
+                await tx.executemany(
+                    "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, "
+                    "started_at) VALUES ($1, $2, $3, 'RUNNING', $4)",
+                    [(r["id"], r["execution_count"], worker_id, now) for r in rows],
+                )
+        return [
+            {
+                "taskExecutionId": r["id"],
+                "kind": r["kind"],
+                "input": shapes.loads(r["input"]) if r["input"] is not None else None,
+                "attempt": r["execution_count"],
+                "workflowExecutionId": r["workflow_execution_id"],
+                "queue": r["queue"],
+                "timeoutMs": r["timeout_ms"],
+            }
+            for r in rows
+        ]
+
+    async def next_retry_at(self, tenant: Tenant, queue: str, kinds: list[str]) -> int | None:
+        """When the earliest delayed retry on this queue becomes due (caps a poll's wait)."""
+        marks = ", ".join(f"${i + 3}" for i in range(len(kinds)))
+        async with self.store.read() as tx:
+            value = await tx.fetchval(
+                "SELECT min(retry_at) FROM task_executions WHERE tenant_id = $1 AND queue = $2 "
+                f"AND status = 'PENDING' AND kind IN ({marks})",
+                tenant.id,
+                queue,
+                *kinds,
+            )
+        return None if value is None else int(value)
+
+    async def _running(
+        self, tx: Tx, tenant: Tenant, task_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        task_id = validate.uuid_text(task_id, "task execution id")
+        attempt = validate.integer(body, "attempt", lo=1)
+        task = await tx.fetchrow(TASK_FOR_UPDATE, task_id)
+        if task is None or task["tenant_id"] != tenant.id:
+            raise not_found(f"task execution {task_id}")
+        if task["status"] != "RUNNING" or task["execution_count"] != attempt:
+            raise stale(task_id, attempt)
+        return task
+
+    async def complete(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = validate.body_object(body)
+        now = now_ms()
+        output = body.get("output")
+        async with self.store.transaction() as tx:
+            task = await self._running(tx, tenant, task_id, body)
+            await tx.execute(
+                "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4 "
+                "WHERE task_execution_id = $1 AND attempt = $2",
+                task["id"],
+                task["execution_count"],
+                dumps(output),
+                now,
+            )
+            await tx.execute(
+                "UPDATE task_executions SET status = 'COMPLETED', output = $2, error = NULL, "
+                "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, worker_id = NULL, "
+                "attempt_deadline = NULL, completed_at = $3, updated_at = $3 WHERE id = $1",
+                task["id"],
+                dumps(output),
+                now,
+            )
+            wf = task["workflow_execution_id"]
+            if wf and await is_open(tx, wf):
+                await append_and_resume(
+                    tx,
+                    wf,
+                    [(EventType.TASK_COMPLETED, {"taskExecutionId": task["id"], "output": output})],
+                )
+        metrics.TASKS.labels("completed").inc()
+        return {"status": "COMPLETED"}
+
+    async def fail(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = validate.body_object(body)
+        error = body.get("error")
+        if not isinstance(error, str):
+            raise bad_request("error must be a string", {"field": "error"})
+        retryable = validate.boolean(body, "retryable", True)
+        async with self.store.transaction() as tx:
+            task = await self._running(tx, tenant, task_id, body)
+            return await end_attempt(
+                tx, task, "FAILED", error=error, retryable=retryable, now=now_ms()
+            )
+
+    async def progress(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = validate.body_object(body)
+        fraction = validate.number(body, "progress")
+        if not 0.0 <= fraction <= 1.0:
+            raise bad_request("progress must be between 0 and 1", {"field": "progress"})
+        details = body.get("details")
+        async with self.store.transaction() as tx:
+            task = await self._running(tx, tenant, task_id, body)
+            await tx.execute(
+                "UPDATE task_executions SET progress = $2, progress_details = $3, updated_at = $4 "
+                "WHERE id = $1",
+                task["id"],
+                fraction,
+                None if details is None else str(details),
+                now_ms(),
+            )
+        return {"cancelled": bool(task["cancel_requested"])}
+
+    async def heartbeat(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = validate.body_object(body)
+        async with self.store.read() as tx:
+            task_id = validate.uuid_text(task_id, "task execution id")
+            attempt = validate.integer(body, "attempt", lo=1)
+            task = await tx.fetchrow(
+                "SELECT tenant_id, status, execution_count, cancel_requested FROM task_executions "
+                "WHERE id = $1",
+                task_id,
+            )
+        if task is None or task["tenant_id"] != tenant.id:
+            raise not_found(f"task execution {task_id}")
+        if task["status"] != "RUNNING" or task["execution_count"] != attempt:
+            raise stale(task_id, attempt)
+        return {"cancelled": bool(task["cancel_requested"])}
+
+    async def append_logs(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
+        entries = validate.body_object(body).get("entries")
+        if not isinstance(entries, list) or len(entries) > 1000:
+            raise bad_request("entries must be a list of at most 1000 log entries")
+        rows = []
+        for entry in entries:
+            entry = validate.body_object(entry)
+            task_id = validate.uuid_text(validate.string(entry, "taskExecutionId"))
+            level = str(entry.get("level", "INFO")).upper()
+            if level == "WARNING":
+                level = "WARN"
+            if level not in LogLevel.__members__:
+                raise bad_request(f"unknown log level {level!r}")
+            message = entry.get("message")
+            if not isinstance(message, str):
+                raise bad_request("message must be a string")
+            ts = entry.get("timestamp")
+            ts_ms = parse_iso_ms(ts) if isinstance(ts, str) else now_ms()
+            # arrival order within one millisecond, for stable paging
+            self._log_seq = max(self._log_seq + 1, time.time_ns() // 1000)
+            rows.append(
+                (
+                    str(uuid.uuid4()),
+                    task_id,
+                    validate.integer(entry, "attempt", 1, lo=1),
+                    level,
+                    LogLevel(level).rank,
+                    message[:65536],
+                    ts_ms,
+                    self._log_seq,
+                )
+            )
+        if not rows:
+            return {"accepted": 0}
+        async with self.store.transaction() as tx:
+            ids = {r[1] for r in rows}
+            marks = ", ".join(f"${i + 2}" for i in range(len(ids)))
+            known = await tx.fetch(
+                f"SELECT id FROM task_executions WHERE tenant_id = $1 AND id IN ({marks})",
+                tenant.id,
+                *ids,
+            )
+            if len(known) != len(ids):
+                raise not_found("task execution of a log entry")
+            await tx.executemany(
+                "INSERT INTO task_logs (id, task_execution_id, attempt, level, level_rank, message, "
+                "ts, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                rows,
+            )
+        return {"accepted": len(rows)}
+
+    # -- reads --
+
+    async def of_workflow(self, workflow_id: str) -> dict[str, Any]:
+        async with self.store.read() as tx:
+            rows = await tx.fetch(
+                f"SELECT {shapes.TASK_COLUMNS} FROM task_executions "
+                "WHERE workflow_execution_id = $1 ORDER BY created_at, id",
+                workflow_id,
+            )
+        return {"tasks": [shapes.task(r) for r in rows]}
+
+    async def owned(self, tenant: Tenant, task_id: str, workflow_id: str | None) -> dict[str, Any]:
+        """A task of the tenant; with `workflow_id` it must belong to that workflow."""
+        task_id = validate.uuid_text(task_id, "task execution id")
+        async with self.store.read() as tx:
+            row = await tx.fetchrow(
+                f"SELECT tenant_id, {shapes.TASK_COLUMNS} FROM task_executions WHERE id = $1",
+                task_id,
+            )
+        if (
+            row is None
+            or row["tenant_id"] != tenant.id
+            or (workflow_id is not None and row["workflow_execution_id"] != workflow_id)
+        ):
+            raise not_found(f"task execution {task_id}")
+        return row
+
+    async def attempts(self, task_id: str) -> dict[str, Any]:
+        async with self.store.read() as tx:
+            rows = await tx.fetch(
+                "SELECT * FROM task_attempts WHERE task_execution_id = $1 ORDER BY attempt",
+                task_id,
+            )
+        return {"attempts": [shapes.attempt(r) for r in rows]}
+
+    async def logs(
+        self, task_id: str, query: dict[str, Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        """Logs at or above `level` (a minimum), containing `search`, of one `attempt`."""
+        where, args = ["task_execution_id = $1"], [task_id]
+        if query.get("level"):
+            level = str(query["level"]).upper()
+            if level not in LogLevel.__members__:
+                raise bad_request(
+                    f"unknown level {query['level']!r}; one of DEBUG, INFO, WARN, ERROR"
+                )
+            args.append(LogLevel(level).rank)
+            where.append(f"level_rank >= ${len(args)}")
+        if query.get("search"):
+            args.append(f"%{str(query['search']).lower()}%")
+            where.append(f"lower(message) LIKE ${len(args)}")
+        if query.get("attempt"):
+            try:
+                args.append(int(query["attempt"]))
+            except ValueError:
+                raise bad_request("attempt must be an integer") from None
+            where.append(f"attempt = ${len(args)}")
+        clause = " AND ".join(where)
+        async with self.store.read() as tx:
+            total = await tx.fetchval(f"SELECT count(*) FROM task_logs WHERE {clause}", *args)
+            rows = await tx.fetch(
+                f"SELECT id, level, message, ts, attempt FROM task_logs WHERE {clause} "
+                f"ORDER BY ts, seq LIMIT {int(limit)} OFFSET {int(offset)}",
+                *args,
+            )
+        return {
+            "taskExecutionId": task_id,
+            "logs": [shapes.log(r) for r in rows],
+            "total": int(total),
+            "limit": limit,
+            "offset": offset,
+        }

@@ -1,0 +1,77 @@
+"""Long-poll wake-ups: pollers wait on a key until a commit touching it lands.
+
+Keys name a kind of work on a queue (`wf:{tenantId}:{queue}`, `task:{tenantId}:{queue}`).
+The store calls `WakeHub.wake` after each commit (and, on PostgreSQL, when another
+process's NOTIFY arrives), so a waiting poll is answered without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+def workflow_key(tenant_id: str, queue: str) -> str:
+    return f"wf:{tenant_id}:{queue}"
+
+
+def task_key(tenant_id: str, queue: str) -> str:
+    return f"task:{tenant_id}:{queue}"
+
+
+DUE_KEY = "due"  # the scheduler loop: a timer or deadline earlier than it knew of
+
+
+class Waiter:
+    """Registered before the claim query runs, so a wake-up in between is not lost."""
+
+    def __init__(self, hub: WakeHub, key: str) -> None:
+        self._hub = hub
+        self.key = key
+        self.event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> bool:
+        if self._hub.closed:
+            return True
+        try:
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self.event.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    def __enter__(self) -> Waiter:
+        self._hub._waiters[self.key].add(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        waiters = self._hub._waiters.get(self.key)
+        if waiters is not None:
+            waiters.discard(self)
+            if not waiters:
+                del self._hub._waiters[self.key]
+
+
+class WakeHub:
+    def __init__(self) -> None:
+        self._waiters: defaultdict[str, set[Waiter]] = defaultdict(set)
+        self.closed = False
+
+    def close(self) -> None:
+        """Shutting down: answer every held poll now and hold no new ones."""
+        self.closed = True
+        for waiters in list(self._waiters.values()):
+            for waiter in waiters:
+                waiter.event.set()
+
+    def waiter(self, key: str) -> Waiter:
+        return Waiter(self, key)
+
+    def wake(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            for waiter in self._waiters.get(key, ()):
+                waiter.event.set()
+
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())

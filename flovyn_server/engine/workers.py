@@ -1,0 +1,215 @@
+"""Worker registration, liveness, and reclaiming what a silent worker held."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flovyn_server.domain import bad_request, not_found, now_ms
+from flovyn_server.engine import shapes, validate
+from flovyn_server.engine.tasks import TASK_FOR_UPDATE, end_attempt
+from flovyn_server.engine.tenants import Tenant
+from flovyn_server.engine.wake import workflow_key
+from flovyn_server.jsonio import dumps, loads
+from flovyn_server.store.base import Store, Tx
+
+# A poll refreshes the heartbeat at most this often, to keep polls to one write.
+HEARTBEAT_WRITE_MS = 1000
+
+
+def _capabilities(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = body.get(key, [])
+    if not isinstance(items, list):
+        raise bad_request(f"{key} must be a list")
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"kind": item}
+        item = validate.body_object(item)
+        validate.string(item, "kind")
+        out.append(item)
+    return out
+
+
+class Workers:
+    def __init__(
+        self, store: Store, *, liveness_timeout_ms: int, heartbeat_interval_ms: int
+    ) -> None:
+        self.store = store
+        self.liveness_timeout_ms = liveness_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+
+    async def register(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
+        body = validate.body_object(body)
+        name = validate.string(body, "name", "worker")
+        queues = validate.string_list(body, "queues", ["default"])
+        workflows = _capabilities(body, "workflows")
+        tasks = _capabilities(body, "tasks")
+        kind = "UNIFIED" if workflows and tasks else ("WORKFLOW" if workflows else "TASK")
+        worker_id, now = str(uuid.uuid4()), now_ms()
+        process_id = body.get("processId")
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO workers (id, tenant_id, name, type, status, version, host_name, "
+                "process_id, queues, workflow_kinds, task_kinds, last_heartbeat_at, registered_at) "
+                "VALUES ($1, $2, $3, $4, 'ONLINE', $5, $6, $7, $8, $9, $10, $11, $11)",
+                worker_id,
+                tenant.id,
+                name,
+                kind,
+                body.get("version"),
+                body.get("hostName"),
+                process_id if isinstance(process_id, int) else None,
+                dumps(queues),
+                dumps([w["kind"] for w in workflows]),
+                dumps([t["kind"] for t in tasks]),
+                now,
+            )
+            for category, items in (("workflow", workflows), ("task", tasks)):
+                for item in items:
+                    await tx.execute(
+                        "INSERT INTO definitions (tenant_id, category, kind, spec, first_seen_at, "
+                        "last_registered_at) VALUES ($1, $2, $3, $4, $5, $5) "
+                        "ON CONFLICT (tenant_id, category, kind) DO UPDATE SET spec = excluded.spec, "
+                        "last_registered_at = excluded.last_registered_at",
+                        tenant.id,
+                        category,
+                        item["kind"],
+                        dumps(item),
+                        now,
+                    )
+        return {
+            "workerId": worker_id,
+            "heartbeatIntervalMs": self.heartbeat_interval_ms,
+            "livenessTimeoutMs": self.liveness_timeout_ms,
+        }
+
+    async def heartbeat(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
+        worker_id = validate.string(validate.body_object(body), "workerId")
+        async with self.store.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE workers SET status = 'ONLINE', last_heartbeat_at = $3 "
+                "WHERE id = $1 AND tenant_id = $2",
+                worker_id,
+                tenant.id,
+                now_ms(),
+            )
+        if not changed:
+            raise not_found(f"worker {worker_id}")
+        return {"status": "ONLINE"}
+
+    async def touch(self, tenant: Tenant, worker_id: str) -> None:
+        """A poll counts as a heartbeat; 404 for a worker that never registered."""
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE workers SET status = 'ONLINE', last_heartbeat_at = $3 "
+                "WHERE id = $1 AND tenant_id = $2 AND (last_heartbeat_at < $4 OR status <> 'ONLINE')",
+                worker_id,
+                tenant.id,
+                now,
+                now - HEARTBEAT_WRITE_MS,
+            )
+            known = await tx.fetchval(
+                "SELECT count(*) FROM workers WHERE id = $1 AND tenant_id = $2",
+                worker_id,
+                tenant.id,
+            )
+        if not known:
+            raise not_found(f"worker {worker_id}")
+
+    async def unregister(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
+        worker_id = validate.string(validate.body_object(body), "workerId")
+        async with self.store.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE workers SET status = 'OFFLINE' WHERE id = $1 AND tenant_id = $2",
+                worker_id,
+                tenant.id,
+            )
+            if not changed:
+                raise not_found(f"worker {worker_id}")
+            await release(tx, [worker_id], now_ms(), error="worker stopped")
+        return {"status": "OFFLINE"}
+
+    async def reap(self) -> int:
+        """Mark silent workers OFFLINE and release what they held; returns how many."""
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            rows = await tx.fetch(
+                "UPDATE workers SET status = 'OFFLINE' WHERE id IN (SELECT id FROM workers "
+                "WHERE status = 'ONLINE' AND last_heartbeat_at < $1 LIMIT 100 FOR UPDATE SKIP LOCKED) "
+                "RETURNING id",
+                now - self.liveness_timeout_ms,
+            )
+            if rows:
+                await release(
+                    tx,
+                    [r["id"] for r in rows],
+                    now,
+                    error="worker stopped heartbeating (liveness timeout)",
+                )
+        return len(rows)
+
+    async def list(
+        self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        where, args = ["tenant_id = $1"], [tenant.id]
+        for field in ("type", "status"):
+            if filters.get(field):
+                args.append(str(filters[field]).upper())
+                where.append(f"{field} = ${len(args)}")
+        clause = " AND ".join(where)
+        async with self.store.read() as tx:
+            total = await tx.fetchval(f"SELECT count(*) FROM workers WHERE {clause}", *args)
+            rows = await tx.fetch(
+                f"SELECT * FROM workers WHERE {clause} ORDER BY registered_at DESC, id "
+                f"LIMIT {int(limit)} OFFSET {int(offset)}",
+                *args,
+            )
+        return {
+            "workers": [shapes.worker(r) for r in rows],
+            "total": int(total),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    async def get(self, tenant: Tenant, worker_id: str) -> dict[str, Any]:
+        worker_id = validate.uuid_text(worker_id, "worker id")
+        async with self.store.read() as tx:
+            row = await tx.fetchrow(
+                "SELECT * FROM workers WHERE id = $1 AND tenant_id = $2", worker_id, tenant.id
+            )
+        if row is None:
+            raise not_found(f"worker {worker_id}")
+        return {
+            "worker": shapes.worker(row),
+            "workflowCapabilities": loads(row["workflow_kinds"]),
+            "taskCapabilities": loads(row["task_kinds"]),
+        }
+
+
+async def release(tx: Tx, worker_ids: list[str], now: int, *, error: str) -> None:
+    """Give back activations and time out running attempts held by these workers."""
+    marks = ", ".join(f"${i + 2}" for i in range(len(worker_ids)))
+    released = await tx.fetch(
+        "UPDATE workflow_executions SET status = 'PENDING', worker_id = NULL, updated_at = $1 "
+        f"WHERE status = 'RUNNING' AND worker_id IN ({marks}) RETURNING tenant_id, queue",
+        now,
+        *worker_ids,
+    )
+    for row in released:
+        tx.notify(workflow_key(row["tenant_id"], row["queue"]))
+    running = await tx.fetch(
+        "SELECT id FROM task_executions WHERE status = 'RUNNING' AND worker_id IN "
+        f"({', '.join(f'${i + 1}' for i in range(len(worker_ids)))})",
+        *worker_ids,
+    )
+    for task in running:
+        await time_out(tx, task["id"], now, error)
+
+
+async def time_out(tx: Tx, task_id: str, now: int, error: str) -> None:
+    """End a running attempt as TIMEOUT and follow the retry rule."""
+    task = await tx.fetchrow(TASK_FOR_UPDATE, task_id)
+    if task is not None and task["status"] == "RUNNING":
+        await end_attempt(tx, task, "TIMEOUT", error=error, retryable=True, now=now)

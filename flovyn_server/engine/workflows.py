@@ -1,0 +1,295 @@
+"""Workflow executions: trigger, read, and what happens when one ends."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flovyn_server import metrics
+from flovyn_server.domain import (
+    EventType,
+    bad_request,
+    iso,
+    not_found,
+    now_ms,
+    parse_iso_ms,
+    parse_ttl_ms,
+)
+from flovyn_server.engine import shapes, validate
+from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine.idempotency import claim_key
+from flovyn_server.engine.tenants import Tenant
+from flovyn_server.engine.wake import workflow_key
+from flovyn_server.jsonio import dumps, loads
+from flovyn_server.store.base import Store, Tx
+
+STATUSES = ("PENDING", "RUNNING", "WAITING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
+
+
+async def create_execution(
+    tx: Tx,
+    tenant_id: str,
+    *,
+    execution_id: str,
+    kind: str,
+    queue: str,
+    input: Any,
+    now: int,
+    priority_seconds: int = 0,
+    version: str | None = None,
+    metadata: dict[str, str] | None = None,
+    idempotency_key: str | None = None,
+    parent_id: str | None = None,
+    child_name: str | None = None,
+) -> bool:
+    """Insert a PENDING execution with its WORKFLOW_STARTED event; False if the id exists."""
+    inserted = await tx.execute(
+        "INSERT INTO workflow_executions (id, tenant_id, kind, queue, status, input, "
+        "current_sequence, workflow_version, parent_id, child_name, metadata, idempotency_key, "
+        "available_at, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, 'PENDING', $5, 1, $6, $7, $8, $9, $10, $11, $12, $12) "
+        "ON CONFLICT (id) DO NOTHING",
+        execution_id,
+        tenant_id,
+        kind,
+        queue,
+        dumps(input),
+        version,
+        parent_id,
+        child_name,
+        dumps(metadata or {}),
+        idempotency_key,
+        now - priority_seconds * 1000,
+        now,
+    )
+    if not inserted:
+        return False
+    await tx.execute(
+        "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, "
+        "created_at) VALUES ($1, 1, $2, $3, $4)",
+        execution_id,
+        EventType.WORKFLOW_STARTED.value,
+        dumps({"input": input}),
+        now,
+    )
+    tx.notify(workflow_key(tenant_id, queue))
+    metrics.WORKFLOWS.labels("triggered").inc()
+    return True
+
+
+async def finish(
+    tx: Tx,
+    row: dict[str, Any],
+    status: str,
+    *,
+    output: Any = None,
+    error: str | None = None,
+    now: int,
+) -> None:
+    """Mark an execution terminal, drop its pending timers and tell its parent."""
+    await tx.execute(
+        "UPDATE workflow_executions SET status = $2, output = $3, error = $4, completed_at = $5, "
+        "updated_at = $5, worker_id = NULL, resume_requested = 0 WHERE id = $1",
+        row["id"],
+        status,
+        None if output is None else dumps(output),
+        error,
+        now,
+    )
+    await tx.execute(
+        "UPDATE timers SET status = 'CANCELLED' WHERE workflow_execution_id = $1 "
+        "AND status = 'PENDING'",
+        row["id"],
+    )
+    metrics.WORKFLOWS.labels(status.lower()).inc()
+    if row.get("parent_id"):
+        base = {"childExecutionName": row["child_name"], "childWorkflowExecutionId": row["id"]}
+        if status == "COMPLETED":
+            event = (EventType.CHILD_WORKFLOW_COMPLETED, {**base, "output": output})
+        elif status == "FAILED":
+            event = (EventType.CHILD_WORKFLOW_FAILED, {**base, "error": error})
+        else:
+            event = (EventType.CHILD_WORKFLOW_CANCELLED, base)
+        if await is_open(tx, row["parent_id"]):
+            await append_and_resume(tx, row["parent_id"], [event])
+
+
+async def is_open(tx: Tx, workflow_id: str) -> bool:
+    """Whether events may still be appended (a FAILED one may be retried later)."""
+    status = await tx.fetchval("SELECT status FROM workflow_executions WHERE id = $1", workflow_id)
+    return status not in (None, "COMPLETED", "CANCELLED")
+
+
+class Workflows:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def trigger(
+        self, tenant: Tenant, kind: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Start an execution; (answer, created). An idempotency hit answers the existing one."""
+        body = validate.body_object(body)
+        queue = validate.string(body, "queue", "default")
+        priority = validate.integer(body, "prioritySeconds", 0, lo=-86400, hi=86400)
+        version = validate.string(body, "version", None)
+        key = validate.string(body, "idempotencyKey", None, max_len=512)
+        ttl_ms = parse_ttl_ms(body.get("idempotencyKeyTTL"))
+        metadata = validate.string_map(body, "metadata")
+        input_value = body.get("input", {})
+        if len(kind) > 256:
+            raise bad_request("workflow kind is too long")
+        now, new_id = now_ms(), str(uuid.uuid4())
+        async with self.store.transaction() as tx:
+            existing = None
+            if key is not None:
+                existing = await claim_key(
+                    tx,
+                    tenant.id,
+                    "workflow",
+                    key,
+                    target_id=new_id,
+                    ttl_ms=ttl_ms,
+                    now=now,
+                    reusable=lambda target: self._failed(tx, target),
+                )
+            if existing is None:
+                await create_execution(
+                    tx,
+                    tenant.id,
+                    execution_id=new_id,
+                    kind=kind,
+                    queue=queue,
+                    input=input_value,
+                    now=now,
+                    priority_seconds=priority,
+                    version=version,
+                    metadata=metadata,
+                    idempotency_key=key,
+                )
+                row = {"id": new_id, "status": "PENDING", "kind": kind, "created_at": now}
+            else:
+                metrics.IDEMPOTENCY_HITS.inc()
+                row = await tx.fetchrow(
+                    "SELECT id, status, kind, created_at FROM workflow_executions WHERE id = $1",
+                    existing,
+                )
+                assert row is not None
+        base = f"/api/tenants/{tenant.slug}/workflow-executions/{row['id']}"
+        answer = {
+            "workflowExecutionId": row["id"],
+            "status": row["status"],
+            "kind": row["kind"],
+            "createdAt": iso(row["created_at"]),
+            "idempotencyKeyUsed": key is not None,
+            "idempotencyKeyNew": key is not None and existing is None,
+            "links": {"self": base, "events": f"{base}/events"},
+        }
+        return answer, existing is None
+
+    @staticmethod
+    async def _failed(tx: Tx, target: str) -> bool:
+        status = await tx.fetchval("SELECT status FROM workflow_executions WHERE id = $1", target)
+        return status in (None, "FAILED")
+
+    async def row(self, tenant: Tenant, workflow_id: str, tx: Tx | None = None) -> dict[str, Any]:
+        workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+        sql = f"SELECT {shapes.WORKFLOW_COLUMNS} FROM workflow_executions WHERE id = $1 AND tenant_id = $2"
+        if tx is not None:
+            row = await tx.fetchrow(sql, workflow_id, tenant.id)
+        else:
+            async with self.store.read() as rtx:
+                row = await rtx.fetchrow(sql, workflow_id, tenant.id)
+        if row is None:
+            raise not_found(f"workflow execution {workflow_id}")
+        return row
+
+    async def get(self, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+        return shapes.workflow(await self.row(tenant, workflow_id))
+
+    async def list(
+        self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
+    ) -> dict[str, Any]:
+        where, args = ["tenant_id = $1"], [tenant.id]
+
+        def add(clause: str, value: Any) -> None:
+            args.append(value)
+            where.append(clause.replace("?", f"${len(args)}"))
+
+        statuses = filters.get("status") or []
+        for status in statuses:
+            if status not in STATUSES:
+                raise bad_request(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if statuses:
+            marks = []
+            for status in statuses:
+                args.append(status)
+                marks.append(f"${len(args)}")
+            where.append(f"status IN ({', '.join(marks)})")
+        for field, column in (("kind", "kind"), ("queue", "queue"), ("parentId", "parent_id")):
+            if filters.get(field):
+                add(f"{column} = ?", filters[field])
+        if filters.get("createdAfter"):
+            add("created_at > ?", parse_iso_ms(filters["createdAfter"]))
+        if filters.get("createdBefore"):
+            add("created_at < ?", parse_iso_ms(filters["createdBefore"]))
+        clause = " AND ".join(where)
+        async with self.store.read() as tx:
+            total = await tx.fetchval(
+                f"SELECT count(*) FROM workflow_executions WHERE {clause}", *args
+            )
+            rows = await tx.fetch(
+                f"SELECT {shapes.SUMMARY_COLUMNS} FROM workflow_executions WHERE {clause} "
+                f"ORDER BY created_at DESC, id DESC LIMIT {int(limit)} OFFSET {int(offset)}",
+                *args,
+            )
+        return {
+            "workflows": [shapes.workflow_summary(r) for r in rows],
+            "total": int(total),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    async def events(
+        self, tenant: Tenant, workflow_id: str, since: int, limit: int
+    ) -> dict[str, Any]:
+        async with self.store.read() as tx:
+            row = await self.row(tenant, workflow_id, tx)
+            rows = await tx.fetch(
+                "SELECT sequence, event_type, data, created_at FROM workflow_events "
+                "WHERE workflow_execution_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+                row["id"],
+                since,
+                limit,
+            )
+        return {"events": [shapes.event(r) for r in rows]}
+
+    async def state(self, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+        async with self.store.read() as tx:
+            row = await self.row(tenant, workflow_id, tx)
+            rows = await tx.fetch(
+                "SELECT key, value FROM workflow_state WHERE workflow_execution_id = $1 ORDER BY key",
+                row["id"],
+            )
+        return {"state": {r["key"]: loads(r["value"]) for r in rows}}
+
+    async def children(self, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+        async with self.store.read() as tx:
+            row = await self.row(tenant, workflow_id, tx)
+            rows = await tx.fetch(
+                "SELECT id, child_name, kind, status, created_at, completed_at "
+                "FROM workflow_executions WHERE parent_id = $1 ORDER BY created_at, id",
+                row["id"],
+            )
+        return {
+            "children": [
+                {
+                    "childWorkflowExecutionId": r["id"],
+                    "childExecutionName": r["child_name"],
+                    "kind": r["kind"],
+                    "status": r["status"],
+                    "createdAt": iso(r["created_at"]),
+                    "completedAt": iso(r["completed_at"]),
+                }
+                for r in rows
+            ]
+        }

@@ -1,0 +1,54 @@
+"""Prometheus metrics: one registry for the process, served at /_/metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "flovyn_http_requests_total",
+    "HTTP requests by route and status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "flovyn_http_request_duration_seconds",
+    "HTTP request duration by route",
+    ["method", "route"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+)
+WORKFLOWS = Counter(
+    "flovyn_workflows_total",
+    "Workflow executions by outcome (triggered, completed, failed, cancelled)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TASKS = Counter(
+    "flovyn_tasks_total",
+    "Task executions by outcome (created, completed, failed, retried, cancelled)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+IDEMPOTENCY_HITS = Counter(
+    "flovyn_idempotency_hits_total",
+    "Requests answered from an existing idempotency key",
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "flovyn_queue_depth",
+    "Pending items by kind of work (workflow, task)",
+    ["work"],
+    registry=REGISTRY,
+)
+SSE_SUBSCRIBERS = Gauge(
+    "flovyn_sse_subscribers",
+    "Open Server-Sent Event streams",
+    registry=REGISTRY,
+)
+WAITING_POLLS = Gauge(
+    "flovyn_waiting_polls",
+    "Worker long-polls currently held open",
+    registry=REGISTRY,
+)

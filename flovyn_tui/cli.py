@@ -1,0 +1,106 @@
+"""The `flovyn` command: `flovyn server`, `flovyn demo`, and more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _server(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from flovyn_server.app import create_app
+    from flovyn_server.settings import Settings
+
+    settings = Settings.from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, database=args.database
+    )
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    print(
+        f"flovyn server on http://{settings.host}:{settings.port} "
+        f"(database {settings.database_url})",
+        flush=True,
+    )
+    # run_app turns SIGINT/SIGTERM into a graceful exit: held polls are answered,
+    # in-flight requests finish (their transactions commit or roll back), the store closes.
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=10,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from flovyn_tui.demo import run_demo
+
+    return run_demo(workflows=args.workflows, data_dir=args.data_dir, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flovyn", description="Durable workflow orchestration: server, CLI and dashboard."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    server = sub.add_parser(
+        "server",
+        help="run the Flovyn server",
+        description="Run the Flovyn server (REST API, worker protocol, metrics). "
+        "Flags override FLOVYN_* environment variables.",
+    )
+    server.add_argument(
+        "--host", default=None, help="address to bind (default 127.0.0.1; FLOVYN_HOST)"
+    )
+    server.add_argument("--port", type=int, default=None, help="port (default 8000; FLOVYN_PORT)")
+    server.add_argument(
+        "--data-dir",
+        default=None,
+        help="directory for the SQLite file and the admin key "
+        "(default ~/.local/share/flovyn; FLOVYN_DATA_DIR)",
+    )
+    server.add_argument(
+        "--database",
+        default=None,
+        help="sqlite:///path or postgresql://user@host/db "
+        "(default SQLite in the data dir; FLOVYN_DATABASE)",
+    )
+    server.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity",
+    )
+    server.set_defaults(run=_server)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run an embedded server and an example worker",
+        description="Start a server on SQLite in a temporary data dir, run the "
+        "example order worker and trigger workflows until they complete.",
+    )
+    demo.add_argument("--workflows", type=int, default=20, help="how many workflows to trigger")
+    demo.add_argument("--data-dir", default=None, help="keep the demo's data here (default: temp)")
+    demo.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
