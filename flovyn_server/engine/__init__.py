@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flovyn_server.engine.activations import Activations
+from flovyn_server.engine.control import Control
 from flovyn_server.engine.scheduler import Scheduler
 from flovyn_server.engine.tasks import Tasks
 from flovyn_server.engine.tenants import Tenants
@@ -25,6 +26,7 @@ class Engine:
         self.workflows = Workflows(store)
         self.activations = Activations(store)
         self.tasks = Tasks(store)
+        self.control = Control(store)
         self.workers = Workers(
             store,
             liveness_timeout_ms=settings.liveness_timeout_ms,

@@ -1,0 +1,224 @@
+"""Operator and outside actions on a running execution: cancel, retry, signal, promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flovyn_server.domain import ApiError, EventType, bad_request, not_found, now_ms
+from flovyn_server.engine import validate
+from flovyn_server.engine.history import Event, append_and_resume, append_events, resume
+from flovyn_server.engine.tenants import Tenant
+from flovyn_server.engine.wake import workflow_key
+from flovyn_server.engine.workflows import finish
+from flovyn_server.jsonio import dumps
+from flovyn_server.store.base import Store, Tx
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+_ROW = (
+    "SELECT id, tenant_id, kind, queue, status, parent_id, child_name, started_at, "
+    "retry_attempts FROM workflow_executions WHERE id = $1 FOR UPDATE"
+)
+
+
+async def _locked(tx: Tx, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+    workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+    row = await tx.fetchrow(_ROW, workflow_id)
+    if row is None or row["tenant_id"] != tenant.id:
+        raise not_found(f"workflow execution {workflow_id}")
+    return row
+
+
+async def cancel_execution(
+    tx: Tx, row: dict[str, Any], reason: str | None, cascade: bool, requested_by: str, now: int
+) -> tuple[str, list[str]]:
+    """Cancel one non-terminal execution and (with `cascade`) its open descendants.
+
+    Pending tasks and timers are cancelled here; running tasks are flagged so their next
+    heartbeat says so. An execution no worker has touched ends CANCELLED at once; one that
+    has run is handed back to a worker, whose code sees CancelledError, may clean up, and
+    submits CANCELLED.
+    """
+    events: list[Event] = [
+        (EventType.CANCELLATION_REQUESTED, {"reason": reason, "requestedBy": requested_by})
+    ]
+    pending = await tx.fetch(
+        "UPDATE task_executions SET status = 'CANCELLED', completed_at = $2, updated_at = $2 "
+        "WHERE workflow_execution_id = $1 AND status = 'PENDING' RETURNING id",
+        row["id"],
+        now,
+    )
+    events += [(EventType.TASK_CANCELLED, {"taskExecutionId": t["id"]}) for t in pending]
+    await tx.execute(
+        "UPDATE task_executions SET cancel_requested = 1, updated_at = $2 "
+        "WHERE workflow_execution_id = $1 AND status = 'RUNNING'",
+        row["id"],
+        now,
+    )
+    timers = await tx.fetch(
+        "UPDATE timers SET status = 'CANCELLED' WHERE workflow_execution_id = $1 "
+        "AND status = 'PENDING' RETURNING id",
+        row["id"],
+    )
+    events += [(EventType.TIMER_CANCELLED, {"timerId": t["id"]}) for t in timers]
+    # The parent's own events go first, so its history reads in the order things happened.
+    await append_events(tx, row["id"], events, now)
+    cancelled_children: list[str] = []
+    if cascade:
+        children = await tx.fetch(
+            "SELECT id FROM workflow_executions WHERE parent_id = $1 "
+            "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED') ORDER BY created_at FOR UPDATE",
+            row["id"],
+        )
+        for child in children:
+            child_row = await tx.fetchrow(_ROW, child["id"])
+            assert child_row is not None
+            await cancel_execution(tx, child_row, reason, True, f"parent {row['id']}", now)
+            cancelled_children.append(child["id"])
+    if row["started_at"] is None and row["status"] == "PENDING":
+        await append_events(
+            tx, row["id"], [(EventType.WORKFLOW_CANCELLED, {"reason": reason})], now
+        )
+        await finish(tx, row, "CANCELLED", now=now)
+        return "CANCELLED", cancelled_children
+    await resume(tx, row["id"], now)
+    return "CANCELLING", cancelled_children
+
+
+class Control:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def cancel(
+        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = validate.body_object(body)
+        reason = validate.string(body, "reason", None, max_len=2000)
+        cascade = validate.boolean(body, "cascadeToChildren", True)
+        async with self.store.transaction() as tx:
+            row = await _locked(tx, tenant, workflow_id)
+            if row["status"] in TERMINAL:
+                return {"status": "ALREADY_TERMINAL", "cancelledChildren": []}
+            status, children = await cancel_execution(tx, row, reason, cascade, "api", now_ms())
+        return {"status": status, "cancelledChildren": children}
+
+    async def retry(self, tenant: Tenant, workflow_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = validate.body_object(body)
+        note = validate.string(body, "note", None, max_len=2000)
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            row = await _locked(tx, tenant, workflow_id)
+            if row["status"] != "FAILED":
+                raise ApiError(
+                    409,
+                    "NOT_FAILED",
+                    f"only a FAILED execution can be retried; this one is {row['status']}",
+                )
+            attempt = row["retry_attempts"] + 1
+            await append_events(
+                tx,
+                row["id"],
+                [(EventType.RETRY_REQUESTED, {"note": note, "retryAttempt": attempt})],
+                now,
+            )
+            await tx.execute(
+                "UPDATE workflow_executions SET status = 'PENDING', error = NULL, output = NULL, "
+                "completed_at = NULL, worker_id = NULL, retry_attempts = $2, updated_at = $3 "
+                "WHERE id = $1",
+                row["id"],
+                attempt,
+                now,
+            )
+            tx.notify(workflow_key(tenant.id, row["queue"]))
+        return {
+            "workflowExecutionId": row["id"],
+            "status": "PENDING",
+            "retryAttempt": attempt,
+            "message": f"retry {attempt} requested; the execution replays from its history",
+            "success": True,
+        }
+
+    async def signal(
+        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = validate.body_object(body)
+        name = validate.string(body, "signalName")
+        async with self.store.transaction() as tx:
+            row = await _locked(tx, tenant, workflow_id)
+            if row["status"] in TERMINAL:
+                raise ApiError(
+                    409,
+                    "WORKFLOW_TERMINAL",
+                    f"execution is {row['status']} and takes no more signals",
+                )
+            sequence = await append_and_resume(
+                tx,
+                row["id"],
+                [
+                    (
+                        EventType.SIGNAL_RECEIVED,
+                        {"signalName": name, "signalValue": body.get("value")},
+                    )
+                ],
+            )
+        return {"signalEventSequence": sequence}
+
+    async def settle_promise(
+        self, tenant: Tenant, identifier: str, body: dict[str, Any], *, resolve: bool
+    ) -> dict[str, Any]:
+        body = validate.body_object(body)
+        if not resolve and "error" not in body:
+            raise bad_request("error is required", {"field": "error"})
+        now = now_ms()
+        async with self.store.transaction() as tx:
+            promise = await self._find_promise(tx, tenant, identifier)
+            if promise["status"] != "PENDING":
+                return {"promiseId": promise["id"], "resolved": False, "alreadyResolved": True}
+            error = body.get("error")
+            error_text = error if isinstance(error, str) or error is None else dumps(error)
+            await tx.execute(
+                "UPDATE promises SET status = $2, value = $3, error = $4, settled_at = $5 "
+                "WHERE id = $1",
+                promise["id"],
+                "RESOLVED" if resolve else "REJECTED",
+                dumps(body.get("value")) if resolve else None,
+                None if resolve else error_text,
+                now,
+            )
+            base = {"promiseId": promise["id"], "promiseName": promise["name"]}
+            event: Event = (
+                (EventType.PROMISE_RESOLVED, {**base, "value": body.get("value")})
+                if resolve
+                else (EventType.PROMISE_REJECTED, {**base, "error": error_text})
+            )
+            status = await tx.fetchval(
+                "SELECT status FROM workflow_executions WHERE id = $1",
+                promise["workflow_execution_id"],
+            )
+            if status not in ("COMPLETED", "CANCELLED"):
+                await append_and_resume(tx, promise["workflow_execution_id"], [event])
+        return {"promiseId": promise["id"], "resolved": True}
+
+    @staticmethod
+    async def _find_promise(tx: Tx, tenant: Tenant, identifier: str) -> dict[str, Any]:
+        columns = "SELECT id, tenant_id, workflow_execution_id, name, status FROM promises"
+        if identifier.startswith("key:"):
+            row = await tx.fetchrow(
+                f"{columns} WHERE id = (SELECT target_id FROM idempotency_keys WHERE "
+                "tenant_id = $1 AND scope = 'promise' AND key = $2) FOR UPDATE",
+                tenant.id,
+                identifier[4:],
+            )
+        elif ":" in identifier:
+            workflow_id, _, name = identifier.partition(":")
+            row = await tx.fetchrow(
+                f"{columns} WHERE workflow_execution_id = $1 AND name = $2 FOR UPDATE",
+                validate.uuid_text(workflow_id, "workflow execution id"),
+                name,
+            )
+        else:
+            row = await tx.fetchrow(
+                f"{columns} WHERE id = $1 FOR UPDATE", validate.uuid_text(identifier, "promise id")
+            )
+        if row is None or row["tenant_id"] != tenant.id:
+            raise not_found(f"promise {identifier!r}")
+        return row
