@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from flovyn_server.api import control, health, middleware, tenants, worker, workflows
+from flovyn_server.api import control, discovery, health, middleware, tenants, worker, workflows
 from flovyn_server.api.common import ENGINE
 from flovyn_server.engine import Engine
 from flovyn_server.settings import Settings
@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[middleware.measure, middleware.errors, middleware.auth],
     )
     app["max_body"] = settings.max_body_bytes
-    for module in (health, tenants, workflows, control, worker):
+    for module in (health, tenants, workflows, control, discovery, worker):
         app.add_routes(module.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

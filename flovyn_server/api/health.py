@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 async def health(request: web.Request) -> web.Response:
     store = engine(request).store
     up = await store.ping()
-    body = {
+    body: dict[str, object] = {
         "status": "UP" if up else "DOWN",
         "version": __version__,
         "storage": store.backend,

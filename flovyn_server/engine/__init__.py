@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flovyn_server.engine.activations import Activations
 from flovyn_server.engine.control import Control
+from flovyn_server.engine.definitions import Definitions
 from flovyn_server.engine.scheduler import Scheduler
 from flovyn_server.engine.tasks import Tasks
 from flovyn_server.engine.tenants import Tenants
@@ -27,6 +28,7 @@ class Engine:
         self.activations = Activations(store)
         self.tasks = Tasks(store)
         self.control = Control(store)
+        self.definitions = Definitions(store)
         self.workers = Workers(
             store,
             liveness_timeout_ms=settings.liveness_timeout_ms,

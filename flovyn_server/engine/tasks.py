@@ -415,7 +415,8 @@ class Tasks:
         self, task_id: str, query: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:
         """Logs at or above `level` (a minimum), containing `search`, of one `attempt`."""
-        where, args = ["task_execution_id = $1"], [task_id]
+        where: list[str] = ["task_execution_id = $1"]
+        args: list[Any] = [task_id]
         if query.get("level"):
             level = str(query["level"]).upper()
             if level not in LogLevel.__members__:

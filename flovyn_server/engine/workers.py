@@ -153,7 +153,8 @@ class Workers:
     async def list(
         self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:
-        where, args = ["tenant_id = $1"], [tenant.id]
+        where: list[str] = ["tenant_id = $1"]
+        args: list[Any] = [tenant.id]
         for field in ("type", "status"):
             if filters.get(field):
                 args.append(str(filters[field]).upper())

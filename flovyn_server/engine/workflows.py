@@ -166,14 +166,20 @@ class Workflows:
                     metadata=metadata,
                     idempotency_key=key,
                 )
-                row = {"id": new_id, "status": "PENDING", "kind": kind, "created_at": now}
+                row: dict[str, Any] = {
+                    "id": new_id,
+                    "status": "PENDING",
+                    "kind": kind,
+                    "created_at": now,
+                }
             else:
                 metrics.IDEMPOTENCY_HITS.inc()
-                row = await tx.fetchrow(
+                found = await tx.fetchrow(
                     "SELECT id, status, kind, created_at FROM workflow_executions WHERE id = $1",
                     existing,
                 )
-                assert row is not None
+                assert found is not None
+                row = found
         base = f"/api/tenants/{tenant.slug}/workflow-executions/{row['id']}"
         answer = {
             "workflowExecutionId": row["id"],
@@ -209,7 +215,8 @@ class Workflows:
     async def list(
         self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:
-        where, args = ["tenant_id = $1"], [tenant.id]
+        where: list[str] = ["tenant_id = $1"]
+        args: list[Any] = [tenant.id]
 
         def add(clause: str, value: Any) -> None:
             args.append(value)

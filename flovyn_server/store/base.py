@@ -83,7 +83,7 @@ class Store(abc.ABC):
 def migrations() -> list[tuple[str, str]]:
     """(version, sql) for every migration file, in order."""
     folder = resources.files("flovyn_server.store") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
 
 

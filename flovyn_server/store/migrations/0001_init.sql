@@ -129,6 +129,7 @@ CREATE TABLE task_executions (
 );
 CREATE INDEX task_claim ON task_executions (tenant_id, queue, retry_at) WHERE status = 'PENDING';
 CREATE INDEX task_by_workflow ON task_executions (workflow_execution_id, created_at);
+CREATE INDEX task_kind ON task_executions (tenant_id, kind, status);
 CREATE INDEX task_list ON task_executions (tenant_id, created_at) WHERE workflow_execution_id IS NULL;
 CREATE INDEX task_list_status ON task_executions (tenant_id, status, created_at) WHERE workflow_execution_id IS NULL;
 CREATE INDEX task_running ON task_executions (attempt_deadline) WHERE status = 'RUNNING';
