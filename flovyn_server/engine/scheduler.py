@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 MAX_SLEEP_S = 1.0
+REAP_EVERY_MS = 1000
 
 
 class Scheduler:
@@ -31,13 +32,13 @@ class Scheduler:
         self.hub = hub
         self.workers = workers
         self._last_gauges = 0
+        self._last_reap = 0
 
     async def run(self) -> None:
         while True:
             with self.hub.waiter(DUE_KEY) as waiter:
                 try:
-                    busy = await self.tick()
-                    delay = 0.0 if busy else await self.seconds_to_next_due()
+                    delay = await self.tick()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # a database hiccup must not stop timers for good
@@ -46,15 +47,34 @@ class Scheduler:
                 if delay > 0:
                     await waiter.wait(delay)
 
-    async def tick(self) -> bool:
-        """Do what is due now; True when a batch was full and more may be waiting."""
-        fired = await self.fire_timers()
-        expired = await self.expire_promises()
-        timed_out = await self.time_out_tasks()
-        await self.workers.reap()
-        if now_ms() - self._last_gauges > 5000:
+    async def tick(self) -> float:
+        """Do what is due now; return how long to sleep before the next due time.
+
+        One read finds the earliest due time of each kind, so an idle server costs one
+        cheap query per tick and no write transaction (but the liveness reap, once a second).
+        """
+        due = await self.next_due()
+        now = now_ms()
+        full = False
+        if due["timer"] is not None and due["timer"] <= now:
+            full |= await self.fire_timers() >= BATCH
+        if due["promise"] is not None and due["promise"] <= now:
+            full |= await self.expire_promises() >= BATCH
+        if due["task"] is not None and due["task"] <= now:
+            full |= await self.time_out_tasks() >= BATCH
+        if now - self._last_reap >= REAP_EVERY_MS:
+            self._last_reap = now
+            await self.workers.reap()
+        if now - self._last_gauges > 5000:
             await self.update_gauges()
-        return max(fired, expired, timed_out) >= BATCH
+        if full:
+            return 0.0
+        upcoming = [t for t in due.values() if t is not None and t > now]
+        if any(t is not None and t <= now for t in due.values()):
+            # something was due but locked by another process, or just handled: look again soon
+            upcoming.append(now + 5)
+        wake_at = min([*upcoming, self._last_reap + REAP_EVERY_MS])
+        return min(max((wake_at - now_ms()) / 1000, 0.005), MAX_SLEEP_S)
 
     async def fire_timers(self) -> int:
         now = now_ms()
@@ -112,18 +132,16 @@ class Scheduler:
                 await time_out(tx, row["id"], now, "task timed out")
         return len(rows)
 
-    async def seconds_to_next_due(self) -> float:
+    async def next_due(self) -> dict[str, int | None]:
         async with self.store.read() as tx:
             row = await tx.fetchrow(
-                "SELECT (SELECT min(fire_at) FROM timers WHERE status = 'PENDING') AS t, "
-                "(SELECT min(timeout_at) FROM promises WHERE status = 'PENDING') AS p, "
-                "(SELECT min(attempt_deadline) FROM task_executions WHERE status = 'RUNNING') AS d"
+                "SELECT (SELECT min(fire_at) FROM timers WHERE status = 'PENDING') AS timer, "
+                "(SELECT min(timeout_at) FROM promises WHERE status = 'PENDING') AS promise, "
+                "(SELECT min(attempt_deadline) FROM task_executions WHERE status = 'RUNNING') "
+                "AS task"
             )
-        due = [v for v in (row or {}).values() if v is not None]
-        if not due:
-            return MAX_SLEEP_S
-        # a floor keeps a row locked by another process from spinning this loop
-        return min(max((min(due) - now_ms()) / 1000, 0.005), MAX_SLEEP_S)
+        assert row is not None
+        return {k: None if v is None else int(v) for k, v in row.items()}
 
     async def update_gauges(self) -> None:
         self._last_gauges = now_ms()

@@ -141,7 +141,9 @@ async def end_attempt(
             now,
         )
         metrics.TASKS.labels("retried").inc()
-        # Pollers of this queue cap their wait at the next retryAt, so no wake-up needed.
+        # A poll already waiting on this queue computed its deadline before this retry
+        # existed: wake it so that it caps its wait at the new retryAt.
+        pass
         return {"status": "PENDING", "retryAt": shapes.iso(retry_at)}
     final = "CANCELLED" if cancelled else "FAILED"
     await tx.execute(
@@ -165,7 +167,7 @@ async def end_attempt(
 
 
 TASK_FOR_UPDATE = (
-    "SELECT id, tenant_id, workflow_execution_id, status, execution_count, max_retries, "
+    "SELECT id, tenant_id, workflow_execution_id, queue, status, execution_count, max_retries, "
     "retry_initial_ms, retry_coefficient, retry_max_ms, cancel_requested, worker_id "
     "FROM task_executions WHERE id = $1 FOR UPDATE"
 )
