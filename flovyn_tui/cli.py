@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 
 def _server(args: argparse.Namespace) -> int:
+    import asyncpg
     from aiohttp import web
 
     from flovyn_server.app import create_app
@@ -17,26 +18,37 @@ def _server(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, database=args.database
     )
+    if not settings.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        print(
+            f"flovyn server: unsupported database URL {settings.database_url!r}: "
+            "use sqlite:///path or postgresql://user@host:port/db",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     print(
         f"flovyn server on http://{settings.host}:{settings.port} "
         f"(database {settings.database_url})",
         flush=True,
     )
-    # run_app turns SIGINT/SIGTERM into a graceful exit: held polls are answered,
-    # in-flight requests finish (their transactions commit or roll back), the store closes.
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=10,
-        print=None,
-        access_log=None,
-    )
+    try:
+        # run_app turns SIGINT/SIGTERM into a graceful exit: held polls are answered,
+        # in-flight requests finish (their transactions commit or roll back), the
+        # store closes.
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=10,
+            print=None,
+            access_log=None,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"flovyn server: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -102,7 +102,7 @@ async def open_store(url: str, *, pool_size: int = 10) -> Store:
     if url.startswith("sqlite:"):
         from flovyn_server.store.sqlite import SqliteStore
 
-        store: Store = await SqliteStore.open(url.removeprefix("sqlite://"))
+        store: Store = await SqliteStore.open(url.removeprefix("sqlite:///"))
     elif url.startswith(("postgresql:", "postgres:")):
         from flovyn_server.store.postgres import PostgresStore
 

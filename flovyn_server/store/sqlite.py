@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -25,6 +26,26 @@ _ROW_LOCK = re.compile(r"\s+FOR\s+UPDATE(?:\s+SKIP\s+LOCKED)?\b")
 def translate(sql: str) -> str:
     """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; `FOR UPDATE [SKIP LOCKED]` dropped."""
     return _ROW_LOCK.sub("", _PLACEHOLDER.sub(r"?\1", sql))
+
+
+_BUSY_TIMEOUT_MS = 5000
+
+
+async def _enable_wal(conn: aiosqlite.Connection) -> None:
+    """Switch the file to WAL, retrying while another connection holds it.
+
+    When two connections open a new file at once, the switch can fail with "database is
+    locked" at once: SQLite skips the busy handler there to avoid a deadlock.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.01)
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
@@ -64,22 +85,28 @@ class SqliteStore(Store):
     async def open(cls, path: str) -> SqliteStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         writer = await cls._connect(path)
-        reader = await cls._connect(path)
+        try:
+            reader = await cls._connect(path)
+        except BaseException:
+            await writer.close()
+            raise
         return cls(writer, reader)
 
     @staticmethod
     async def _connect(path: str) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = _dict_row  # type: ignore[assignment]
-        # WAL lets the reader run beside the writer; NORMAL sync survives a process
-        # crash (not a power loss) and keeps commits cheap.
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=5000",
-            "PRAGMA temp_store=MEMORY",
-        ):
-            await conn.execute(pragma)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            # WAL lets the reader run beside the writer.
+            await _enable_wal(conn)
+            # NORMAL sync survives a process crash (not a power loss), keeps commits cheap.
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA temp_store=MEMORY")
+        except BaseException:
+            # An unclosed aiosqlite connection's thread would keep the process alive.
+            await conn.close()
+            raise
         return conn
 
     @asynccontextmanager
