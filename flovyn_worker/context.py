@@ -315,8 +315,7 @@ class WorkflowContext:
         elif recorded.event_type != event_type or recorded.get("key") != key:
             verb = "set" if event_type == "STATE_SET" else "cleared"
             s.violate(
-                f"command #{number}: code {verb} state '{key}' "
-                f"but history has {describe(recorded)}"
+                f"command #{number}: code {verb} state '{key}' but history has {describe(recorded)}"
             )
 
     # -- deterministic replacements --

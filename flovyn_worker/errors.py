@@ -93,9 +93,7 @@ class WorkflowCancelled(FlovynError):
 class FlovynApiError(FlovynError):
     """The server answered with a non-2xx status (REST error shape ``{error, code}``)."""
 
-    def __init__(
-        self, status: int, code: str | None, message: str, details: Any = None
-    ) -> None:
+    def __init__(self, status: int, code: str | None, message: str, details: Any = None) -> None:
         super().__init__(f"{status} {code}: {message}" if code else f"{status}: {message}")
         self.status = status
         self.code = code

@@ -130,6 +130,4 @@ def describe(event: Event) -> str:
     extra = ""
     if event.event_type == "CHILD_WORKFLOW_INITIATED":
         extra = f" named '{event.get('childExecutionName')}'"
-    return (
-        f"{event.event_type} of '{event.get(name_field)}'{extra} (sequence {event.sequence})"
-    )
+    return f"{event.event_type} of '{event.get(name_field)}'{extra} (sequence {event.sequence})"

@@ -38,8 +38,14 @@ class _OrderedTask(asyncio.Task[Any]):
     iteration order would depend on memory addresses and differ between replays.
     """
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], *, loop: DeterministicLoop,
-                 name: str | None, context: Context | None) -> None:
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        *,
+        loop: DeterministicLoop,
+        name: str | None,
+        context: Context | None,
+    ) -> None:
         self._order = loop.next_order()  # before __init__, which hashes the task
         super().__init__(coro, loop=loop, name=name, context=context)
 

@@ -226,7 +226,9 @@ class ReplayState:
         # A failed handle the code never awaited would otherwise be reported by
         # its finalizer; the failure is in the history, there is nothing to report.
         handles: list[DurableHandle] = [
-            *self.tasks.values(), *self.children.values(), *self.promises_by_name.values()
+            *self.tasks.values(),
+            *self.children.values(),
+            *self.promises_by_name.values(),
         ]
         for handle in handles:
             if handle.done() and not handle.cancelled():
@@ -338,9 +340,7 @@ async def replay_workflow(
         input = started.get("input") if started is not None else None
     skip: frozenset[int] = frozenset()
     while True:
-        state = ReplayState(
-            definition, execution_id, history, input=input, queue=queue, skip=skip
-        )
+        state = ReplayState(definition, execution_id, history, input=input, queue=queue, skip=skip)
         try:
             return await state.run()
         except Restart as restart:

@@ -96,9 +96,7 @@ def _apply_child(s: ReplayState, event: Event) -> None:
         s.retry.hand_failure(handle, exc, event)
     elif event.event_type == "CHILD_WORKFLOW_CANCELLED":
         error = f"child workflow '{handle.name}' was cancelled"
-        handle.set_exception(
-            ChildWorkflowFailed(error, child_id, name=handle.name, cancelled=True)
-        )
+        handle.set_exception(ChildWorkflowFailed(error, child_id, name=handle.name, cancelled=True))
 
 
 def _apply_timer(s: ReplayState, event: Event) -> None:

@@ -10,6 +10,11 @@ stay pending, and at ``RETRY_REQUESTED`` each of them is scheduled again under a
 new id (``task-{n}-r{retryAttempt}``). Failures the code caught and handled are
 not culprits and stay as they were; completed steps resolve from history and
 are not run again.
+
+Failures recorded after ``WORKFLOW_EXECUTION_FAILED`` and before the
+``RETRY_REQUESTED`` that follows (e.g. the second task of an ``asyncio.gather``
+failing after the first one had already failed the workflow) reached no code:
+they are culprits too, skipped and scheduled again at the retry.
 """
 
 from __future__ import annotations
@@ -31,12 +36,33 @@ class Restart(Exception):
         self.sequences = sequences
 
 
+_FAILURES = ("TASK_FAILED", "CHILD_WORKFLOW_FAILED")
+
+
+def late_failures(events: list[Event]) -> frozenset[int]:
+    """Sequences of task / child failures that arrived while the execution was FAILED
+    and that a later ``RETRY_REQUESTED`` asks to get past."""
+    late: set[int] = set()
+    pending: list[int] = []
+    failed = False
+    for event in events:
+        if event.event_type == "WORKFLOW_EXECUTION_FAILED":
+            failed = True
+        elif event.event_type == "RETRY_REQUESTED":
+            late.update(pending)
+            pending.clear()
+            failed = False
+        elif failed and event.event_type in _FAILURES:
+            pending.append(event.sequence)
+    return frozenset(late)
+
+
 class RetryTracker:
     """Per replay pass: which failures to skip, and which handles to re-issue."""
 
     def __init__(self, state: ReplayState, skip: frozenset[int]) -> None:
         self._s = state
-        self.skip = skip
+        self.skip = skip | late_failures(state.events)
         self._retries_seen = 0
         # failure exceptions handed to the code: identity -> (exception, sequence)
         self._handed: dict[int, tuple[BaseException, int]] = {}

@@ -7,10 +7,13 @@ import contextlib
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Coroutine, Iterable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
+
+import aiohttp
 
 from ._version import __version__
 from .decorators import TaskDefinition, WorkflowDefinition, task_definition, workflow_definition
@@ -78,6 +81,9 @@ class Worker:
         self._heartbeat_interval = 5.0
         self._task_jobs: set[asyncio.Task[Any]] = set()
         self._activation_jobs: set[asyncio.Task[Any]] = set()
+        # Polls in flight and jobs running, per worker id they were claimed under.
+        self._users: Counter[str] = Counter()
+        self._retiring: set[asyncio.Task[None]] = set()
         self._running = False
         self._background: asyncio.Task[None] | None = None
         self._prepare()
@@ -87,6 +93,8 @@ class Worker:
         self._started = asyncio.Event()
         self._finished = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._identity_lock = asyncio.Lock()
+        self._claims_in_doubt = False
 
     # -- lifecycle --
 
@@ -168,6 +176,9 @@ class Worker:
                 log.warning("cancelling %d unfinished jobs at shutdown", len(pending))
             await _cancel_all(pending)
         await _cancel_all(loops)
+        if self._retiring:  # their work is over now: they unregister within moments
+            _, pending = await asyncio.wait(self._retiring, timeout=5.0)
+            await _cancel_all(pending)
         await self._flush_logs()
         if self.worker_id is not None:
             try:
@@ -199,18 +210,56 @@ class Worker:
         backoff = Backoff()
         while not self._stop_requested.is_set():
             try:
-                answer = await self._transport.request(
-                    "POST", "/worker/register", self._registration()
-                )
+                await self._register_once()
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 log.warning("register failed, retrying: %r", exc)
                 await self._sleep_unless_stopped(backoff.next())
                 continue
-            self.worker_id = str(answer["workerId"])
-            self._heartbeat_interval = max(0.05, answer.get("heartbeatIntervalMs", 5000) / 1000)
             return
+
+    async def _register_once(self) -> None:
+        answer = await self._transport.request("POST", "/worker/register", self._registration())
+        self.worker_id = str(answer["workerId"])
+        self._heartbeat_interval = max(0.05, answer.get("heartbeatIntervalMs", 5000) / 1000)
+
+    async def _replace_identity(self) -> None:
+        """Serve on under a new worker id; retire the old one once its work here is done.
+
+        Called after a poll failed in a way that may have lost its answer (the server
+        died after claiming work for us, a connection broke mid-answer). Nothing would
+        ever release such a claim while the old id stays alive; unregistering the old
+        id, once the polls and jobs still using it are over, releases exactly that.
+        """
+        async with self._identity_lock:
+            if not self._claims_in_doubt:
+                return  # the other poll loop did it already
+            old = self.worker_id
+            await self._register_once()
+            self._claims_in_doubt = False
+            log.warning(
+                "a poll answer may have been lost: serving as worker %s, retiring %s",
+                self.worker_id,
+                old,
+            )
+            if old is not None:
+                job = asyncio.create_task(self._retire(old))
+                self._retiring.add(job)
+                job.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, old_id: str) -> None:
+        """Keep `old_id` alive while work claimed under it runs, then unregister it."""
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
+        while self._users[old_id] > 0:
+            await asyncio.sleep(0.1)
+            if loop.time() - last_beat >= self._heartbeat_interval:
+                last_beat = loop.time()
+                with contextlib.suppress(Exception):
+                    await self._transport.request("POST", "/worker/heartbeat", {"workerId": old_id})
+        del self._users[old_id]
+        await self._report("/worker/unregister", {"workerId": old_id})
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -235,54 +284,72 @@ class Worker:
             await self._slot_freed.wait()
         return limit - len(jobs)
 
-    def _spawn(self, jobs: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(
+        self, jobs: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, None], worker_id: str
+    ) -> None:
         job = asyncio.create_task(coro)
         jobs.add(job)
+        self._users[worker_id] += 1
 
         def done(finished: asyncio.Task[Any]) -> None:
             jobs.discard(finished)
+            self._users[worker_id] -= 1
             self._slot_freed.set()
 
         job.add_done_callback(done)
 
-    async def _poll(self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]],
-                    limit: int) -> list[dict[str, Any]] | None:
+    async def _poll(
+        self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]], limit: int
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """(the worker id polled as, the items claimed for it)."""
         free = await self._free_slots(jobs, limit)
+        if self._claims_in_doubt:
+            await self._replace_identity()
+        worker_id = str(self.worker_id)
         body = {
-            "workerId": self.worker_id,
+            "workerId": worker_id,
             "queue": self.queue,
             "kinds": kinds,
             "maxItems": free,
             "timeoutMs": round(self.poll_timeout * 1000),
         }
-        answer = await self._transport.request(
-            "POST", f"/worker/{what}/poll", body, timeout=self.poll_timeout + 10.0
-        )
+        self._users[worker_id] += 1
+        try:
+            answer = await self._transport.request(
+                "POST", f"/worker/{what}/poll", body, timeout=self.poll_timeout + 10.0
+            )
+        finally:
+            self._users[worker_id] -= 1
         items = answer.get("activations" if what == "workflows" else "tasks") if answer else None
-        return list(items or [])
+        return worker_id, list(items or [])
 
-    async def _poll_loop(self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]],
-                         limit: int) -> None:
+    async def _poll_loop(
+        self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]], limit: int
+    ) -> None:
         backoff = Backoff(0.1, 5.0)
         while not self._stop_requested.is_set():
             try:
-                items = await self._poll(what, kinds, jobs, limit)
+                worker_id, items = await self._poll(what, kinds, jobs, limit)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep polling whatever happens; back off
                 log.warning("%s poll failed: %r", what[:-1], exc)
+                if _answer_may_be_lost(exc):
+                    self._claims_in_doubt = True
                 await self._sleep_unless_stopped(backoff.next())
                 continue
             backoff.reset()
-            for item in items or []:
+            for item in items:
                 if what == "workflows":
-                    self._spawn(jobs, self._process_activation(item))
+                    self._spawn(jobs, self._process_activation(item, worker_id), worker_id)
                 else:
-                    self._spawn(jobs, self._execute_task(item))
+                    self._spawn(jobs, self._execute_task(item, worker_id), worker_id)
 
     async def _poll_workflows(self) -> None:
         await self._poll_loop(
-            "workflows", sorted(self._workflows), self._activation_jobs,
+            "workflows",
+            sorted(self._workflows),
+            self._activation_jobs,
             self.max_concurrent_workflows,
         )
 
@@ -320,32 +387,41 @@ class Worker:
 
     # -- workflow activations --
 
-    async def _process_activation(self, activation: dict[str, Any]) -> None:
+    async def _process_activation(self, activation: dict[str, Any], worker_id: str) -> None:
         execution_id = str(activation["workflowExecutionId"])
         kind = str(activation.get("kind"))
         base = f"/worker/workflows/{execution_id}"
-        ids = {"workerId": self.worker_id, "activationId": activation.get("activationId")}
+        ids = {"workerId": worker_id, "activationId": activation.get("activationId")}
         definition = self._workflows.get(kind)
         if definition is None:
             error = f"no workflow '{kind}' is registered on worker {self.name}"
-            await self._report(f"{base}/fail-activation",
-                               {**ids, "error": error, "errorType": "UnknownWorkflowKind"})
+            await self._report(
+                f"{base}/fail-activation",
+                {**ids, "error": error, "errorType": "UnknownWorkflowKind"},
+            )
             return
         extra = {"input": activation["input"]} if "input" in activation else {}
         try:
             result = await replay_workflow(
-                definition, execution_id, activation.get("events") or [],
-                queue=str(activation.get("queue") or self.queue), **extra,
+                definition,
+                execution_id,
+                activation.get("events") or [],
+                queue=str(activation.get("queue") or self.queue),
+                **extra,
             )
         except DeterminismViolation as exc:
             log.error("workflow %s (%s): %s", execution_id, kind, exc)
-            await self._report(f"{base}/fail-activation",
-                               {**ids, "error": str(exc), "errorType": "DeterminismViolation"})
+            await self._report(
+                f"{base}/fail-activation",
+                {**ids, "error": str(exc), "errorType": "DeterminismViolation"},
+            )
             return
         except Exception as exc:  # a bug in replay or decoding: do not advance the history
             log.exception("workflow %s (%s) could not be replayed", execution_id, kind)
-            await self._report(f"{base}/fail-activation",
-                               {**ids, "error": str(exc), "errorType": type(exc).__name__})
+            await self._report(
+                f"{base}/fail-activation",
+                {**ids, "error": str(exc), "errorType": type(exc).__name__},
+            )
             return
         body = {**ids, "status": result.status, "commands": result.commands}
         try:
@@ -356,8 +432,10 @@ class Worker:
             elif exc.status in (400, 409):
                 # The server will never take these commands: fail visibly rather
                 # than leave the execution held by this worker.
-                await self._report(f"{base}/fail-activation", {
-                    **ids, "error": exc.message, "errorType": exc.code or "SubmitRejected"})
+                await self._report(
+                    f"{base}/fail-activation",
+                    {**ids, "error": exc.message, "errorType": exc.code or "SubmitRejected"},
+                )
             else:
                 log.error("submit of %s refused: %s", execution_id, exc)
         except Exception as exc:
@@ -365,24 +443,29 @@ class Worker:
 
     # -- tasks --
 
-    async def _execute_task(self, item: dict[str, Any]) -> None:
+    async def _execute_task(self, item: dict[str, Any], worker_id: str) -> None:
         task_id = str(item["taskExecutionId"])
         attempt = int(item.get("attempt") or 1)
         kind = str(item.get("kind"))
         base = f"/worker/tasks/{task_id}"
-        ids = {"workerId": self.worker_id, "attempt": attempt}
+        ids = {"workerId": worker_id, "attempt": attempt}
         definition = self._tasks.get(kind)
         if definition is None:
-            await self._report(f"{base}/fail", {
-                **ids, "error": f"UnknownTaskKind: no task '{kind}' on worker {self.name}",
-                "retryable": True})
+            await self._report(
+                f"{base}/fail",
+                {
+                    **ids,
+                    "error": f"UnknownTaskKind: no task '{kind}' on worker {self.name}",
+                    "retryable": True,
+                },
+            )
             return
         ctx = TaskContext(
             task_execution_id=task_id,
             attempt=attempt,
             workflow_execution_id=item.get("workflowExecutionId"),
             kind=kind,
-            worker_id=self.worker_id,
+            worker_id=worker_id,
             transport=self._transport,
             log_buffer=self._logs,
         )
@@ -396,14 +479,16 @@ class Worker:
             error, stack = format_error(exc)
             if not str(exc):
                 error = f"TimeoutError: task '{kind}' did not finish within {timeout:g}s"
-            await self._report(f"{base}/fail", {
-                **ids, "error": error, "retryable": True, "stackTrace": stack})
+            await self._report(
+                f"{base}/fail", {**ids, "error": error, "retryable": True, "stackTrace": stack}
+            )
             return
         except Exception as exc:
             error, stack = format_error(exc)
             retryable = getattr(exc, "retryable", True) is not False
-            await self._report(f"{base}/fail", {
-                **ids, "error": error, "retryable": retryable, "stackTrace": stack})
+            await self._report(
+                f"{base}/fail", {**ids, "error": error, "retryable": retryable, "stackTrace": stack}
+            )
             return
         finally:
             ctx.close()
@@ -426,6 +511,14 @@ class Worker:
                 if is_transient(exc):
                     self._logs.put_back(batch)
                 return
+
+
+def _answer_may_be_lost(exc: BaseException) -> bool:
+    """Whether a failed poll may have claimed work whose answer never arrived: not when
+    the connection was never made, nor when the server answered with a 4xx."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return not (isinstance(exc, FlovynApiError) and exc.status < 500)
 
 
 async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:

@@ -49,6 +49,8 @@ async def _long_poll(request: web.Request, what: str) -> web.Response:
     try:
         while kinds:
             with eng.hub.waiter(key) as waiter:
+                if request.transport is None:
+                    break  # the poller hung up (or died): claim nothing that would be lost
                 items = await claim()
                 remaining = deadline - asyncio.get_running_loop().time()
                 if items or remaining <= 0 or eng.hub.closed:

@@ -21,7 +21,7 @@ from flovyn_server.engine.history import append_and_resume
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import task_key
 from flovyn_server.engine.workflows import is_open
-from flovyn_server.jsonio import dumps
+from flovyn_server.jsonio import dumps, loads
 from flovyn_server.store.base import Store, Tx
 
 DEFAULT_MAX_RETRIES = 3
@@ -116,18 +116,22 @@ async def end_attempt(
     retryable: bool,
     now: int,
 ) -> dict[str, Any]:
-    """Close the running attempt as FAILED or TIMEOUT and apply the retry rule."""
+    """Close the running attempt as FAILED or TIMEOUT and apply the retry rule.
+
+    An attempt of a task whose cancellation was requested ends CANCELLED, whatever way
+    it stopped: it is the cancellation that ended it, and the task ends CANCELLED too.
+    """
     attempt = task["execution_count"]
+    cancelled = bool(task["cancel_requested"])
     await tx.execute(
         "UPDATE task_attempts SET status = $3, error = $4, finished_at = $5 "
         "WHERE task_execution_id = $1 AND attempt = $2",
         task["id"],
         attempt,
-        outcome,
+        "CANCELLED" if cancelled else outcome,
         error,
         now,
     )
-    cancelled = bool(task["cancel_requested"])
     if retryable and not cancelled and attempt <= task["max_retries"]:
         retry_at = now + backoff_ms(
             attempt, task["retry_initial_ms"], task["retry_coefficient"], task["retry_max_ms"]
@@ -143,7 +147,7 @@ async def end_attempt(
         metrics.TASKS.labels("retried").inc()
         # A poll already waiting on this queue computed its deadline before this retry
         # existed: wake it so that it caps its wait at the new retryAt.
-        pass
+        tx.notify(task_key(task["tenant_id"], task["queue"]))
         return {"status": "PENDING", "retryAt": shapes.iso(retry_at)}
     final = "CANCELLED" if cancelled else "FAILED"
     await tx.execute(
@@ -164,6 +168,23 @@ async def end_attempt(
         )
         await append_and_resume(tx, wf, [event])
     return {"status": final}
+
+
+async def claims_allowed(tx: Tx, tenant_id: str, worker_id: str) -> bool:
+    """Whether `worker_id` is ONLINE and may claim work, locking its row for the claim.
+
+    A long poll can outlive its worker (a crashed process does not close the request
+    at once); a claim made for a worker already marked OFFLINE would never be
+    released. The lock keeps the liveness reaper from marking the worker OFFLINE
+    between this check and the claim's commit (the reaper skips locked rows and
+    catches the worker, with what it just claimed, on its next pass).
+    """
+    row = await tx.fetchrow(
+        "SELECT id FROM workers WHERE id = $1 AND tenant_id = $2 AND status = 'ONLINE' FOR UPDATE",
+        worker_id,
+        tenant_id,
+    )
+    return row is not None
 
 
 TASK_FOR_UPDATE = (
@@ -189,6 +210,8 @@ class Tasks:
         now = now_ms()
         marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
         async with self.store.transaction() as tx:
+            if not await claims_allowed(tx, tenant.id, worker_id):
+                return []
             rows = await tx.fetch(
                 "UPDATE task_executions SET status = 'RUNNING', worker_id = $1, "
                 "execution_count = execution_count + 1, started_at = COALESCE(started_at, $2), "
@@ -381,12 +404,24 @@ class Tasks:
     # -- reads --
 
     async def of_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """The workflow's tasks in scheduling order (their TASK_SCHEDULED sequence).
+
+        Tasks scheduled by one submit share `created_at`, so that column alone cannot
+        order them; the event log can.
+        """
         async with self.store.read() as tx:
             rows = await tx.fetch(
                 f"SELECT {shapes.TASK_COLUMNS} FROM task_executions "
                 "WHERE workflow_execution_id = $1 ORDER BY created_at, id",
                 workflow_id,
             )
+            scheduled = await tx.fetch(
+                "SELECT data FROM workflow_events WHERE workflow_execution_id = $1 "
+                "AND event_type = 'TASK_SCHEDULED' ORDER BY sequence",
+                workflow_id,
+            )
+        position = {loads(e["data"]).get("taskExecutionId"): i for i, e in enumerate(scheduled)}
+        rows.sort(key=lambda r: position.get(r["id"], len(position)))  # stable
         return {"tasks": [shapes.task(r) for r in rows]}
 
     async def owned(self, tenant: Tenant, task_id: str, workflow_id: str | None) -> dict[str, Any]:

@@ -44,16 +44,23 @@ class Flovyn:
     _workers: list[Worker] = field(default_factory=list)
 
     async def call(
-        self, method: str, path: str, body: Any = None, *, key: str | None = None,
-        raw: bytes | None = None, params: dict[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        raw: bytes | None = None,
+        params: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
         """(status, parsed JSON) of a REST call; `path` may use `P` for the tenant prefix."""
         if path.startswith("P/"):
             path = f"/api/tenants/{self.slug}/" + path[2:]
         headers = {"Authorization": f"Bearer {key or self.api_key}"} if key != "" else {}
         data = raw if raw is not None else (None if body is None else _dumps(body))
-        async with self.session.request(method, self.url + path, data=data, headers=headers,
-                                        params=params) as resp:
+        async with self.session.request(
+            method, self.url + path, data=data, headers=headers, params=params
+        ) as resp:
             text = await resp.text()
             try:
                 parsed = _loads(text) if text else None
@@ -70,11 +77,18 @@ class Flovyn:
         return Client(self.url, tenant=self.slug, api_key=self.api_key)
 
     @contextlib.asynccontextmanager
-    async def worker(self, workflows: Iterable[Any] = (), tasks: Iterable[Any] = (),
-                     **kw: Any) -> AsyncIterator[Worker]:
+    async def worker(
+        self, workflows: Iterable[Any] = (), tasks: Iterable[Any] = (), **kw: Any
+    ) -> AsyncIterator[Worker]:
         kw.setdefault("poll_timeout", 5.0)
-        worker = Worker(self.url, tenant=self.slug, token=self.worker_token,
-                        workflows=list(workflows), tasks=list(tasks), **kw)
+        worker = Worker(
+            self.url,
+            tenant=self.slug,
+            token=self.worker_token,
+            workflows=list(workflows),
+            tasks=list(tasks),
+            **kw,
+        )
         async with worker:
             yield worker
 
@@ -103,18 +117,28 @@ async def new_tenant(f: Flovyn, slug: str | None = None) -> tuple[str, str, str]
     """Create a tenant; (slug, api key, worker token)."""
     slug = slug or f"t-{uuid.uuid4().hex[:10]}"
     await f.ok("POST", "/api/tenants", {"name": slug, "slug": slug}, key=ADMIN_KEY)
-    key = (await f.ok("POST", f"/api/tenants/{slug}/api-keys", {"displayName": "tests"},
-                      key=ADMIN_KEY))["key"]
-    token = (await f.ok("POST", f"/api/tenants/{slug}/worker-tokens", {"displayName": "tests"},
-                        key=ADMIN_KEY))["token"]
+    key = (
+        await f.ok("POST", f"/api/tenants/{slug}/api-keys", {"displayName": "tests"}, key=ADMIN_KEY)
+    )["key"]
+    token = (
+        await f.ok(
+            "POST", f"/api/tenants/{slug}/worker-tokens", {"displayName": "tests"}, key=ADMIN_KEY
+        )
+    )["token"]
     return slug, key, token
 
 
 @pytest.fixture
 def server_settings(database_url: str, tmp_path: Path) -> Settings:
     """Override in a test module to change liveness windows and the like."""
-    return Settings(port=_free_port(), data_dir=tmp_path / "data", database=database_url,
-                    admin_key=ADMIN_KEY, liveness_timeout_ms=3000, heartbeat_interval_ms=500)
+    return Settings(
+        port=_free_port(),
+        data_dir=tmp_path / "data",
+        database=database_url,
+        admin_key=ADMIN_KEY,
+        liveness_timeout_ms=3000,
+        heartbeat_interval_ms=500,
+    )
 
 
 @pytest.fixture

@@ -30,8 +30,14 @@ async def reserve_stock(ctx: Any, item: Item) -> Item:
     return item
 
 
-@task(name="ping", retry_policy=RetryPolicy(max_attempts=1, initial_interval=timedelta(
-    milliseconds=250), max_interval=2), timeout=timedelta(seconds=3), description="Ping!")
+@task(
+    name="ping",
+    retry_policy=RetryPolicy(
+        max_attempts=1, initial_interval=timedelta(milliseconds=250), max_interval=2
+    ),
+    timeout=timedelta(seconds=3),
+    description="Ping!",
+)
 class Ping:
     async def run(self, ctx: Any) -> str:
         return "pong"
@@ -64,10 +70,18 @@ async def test_class_task_with_options_and_no_input() -> None:
     assert definition is not None
     assert definition.handler.is_class and not definition.handler.takes_input
     assert definition.to_registration() == {
-        "kind": "ping", "name": "ping", "description": "Ping!",
-        "retryPolicy": {"maxAttempts": 1, "initialIntervalMs": 250,
-                        "backoffCoefficient": 2.0, "maxIntervalMs": 2000},
-        "timeoutMs": 3000, "inputSchema": None, "outputSchema": None,
+        "kind": "ping",
+        "name": "ping",
+        "description": "Ping!",
+        "retryPolicy": {
+            "maxAttempts": 1,
+            "initialIntervalMs": 250,
+            "backoffCoefficient": 2.0,
+            "maxIntervalMs": 2000,
+        },
+        "timeoutMs": 3000,
+        "inputSchema": None,
+        "outputSchema": None,
     }
     assert await definition.handler.invoke(None, {"ignored": True}) == "pong"
 
@@ -98,11 +112,18 @@ def test_kind_resolution() -> None:
 
 
 def test_retry_policy() -> None:
-    policy = RetryPolicy(max_attempts=5, initial_interval=0.5, backoff_coefficient=3,
-                         max_interval=timedelta(minutes=1))
+    policy = RetryPolicy(
+        max_attempts=5,
+        initial_interval=0.5,
+        backoff_coefficient=3,
+        max_interval=timedelta(minutes=1),
+    )
     assert policy.max_retries == 4
-    assert policy.to_wire() == {"initialIntervalMs": 500, "backoffCoefficient": 3,
-                                "maxIntervalMs": 60000}
+    assert policy.to_wire() == {
+        "initialIntervalMs": 500,
+        "backoffCoefficient": 3,
+        "maxIntervalMs": 60000,
+    }
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
 
@@ -146,7 +167,13 @@ async def test_task_context_without_transport_is_usable_in_tests(
 
 def test_log_levels_and_buffer() -> None:
     assert [level_name(n) for n in (5, 10, 20, 30, 40, 50)] == [
-        "DEBUG", "DEBUG", "INFO", "WARN", "ERROR", "ERROR"]
+        "DEBUG",
+        "DEBUG",
+        "INFO",
+        "WARN",
+        "ERROR",
+        "ERROR",
+    ]
     buffer = LogBuffer(max_entries=3)
     for i in range(4):
         buffer.add({"n": i})

@@ -52,12 +52,14 @@ class History:
 
     def add(self, event_type: str, **data: Any) -> History:
         seq = len(self.events) + 1
-        self.events.append({
-            "sequence": seq,
-            "eventType": event_type,
-            "timestamp": (T0 + timedelta(seconds=seq)).isoformat().replace("+00:00", "Z"),
-            "data": data,
-        })
+        self.events.append(
+            {
+                "sequence": seq,
+                "eventType": event_type,
+                "timestamp": (T0 + timedelta(seconds=seq)).isoformat().replace("+00:00", "Z"),
+                "data": data,
+            }
+        )
         return self
 
     @property
@@ -69,23 +71,36 @@ class History:
         for c in result.commands:
             t = c["type"]
             if t == "SCHEDULE_TASK":
-                self.add("TASK_SCHEDULED", taskExecutionId=c["taskExecutionId"], kind=c["kind"],
-                         input=c["input"], maxRetries=c.get("maxRetries"), queue=c.get("queue"))
+                self.add(
+                    "TASK_SCHEDULED",
+                    taskExecutionId=c["taskExecutionId"],
+                    kind=c["kind"],
+                    input=c["input"],
+                    maxRetries=c.get("maxRetries"),
+                    queue=c.get("queue"),
+                )
             elif t == "START_TIMER":
                 self.add("TIMER_STARTED", timerId=c["timerId"], durationMs=c["durationMs"])
             elif t == "CANCEL_TIMER":
                 self.add("TIMER_CANCELLED", timerId=c["timerId"])
             elif t == "CREATE_PROMISE":
-                self.add("PROMISE_CREATED", promiseName=c["promiseName"],
-                         promiseId=str(uuid.uuid5(NS, "promise-" + c["promiseName"])),
-                         timeoutMs=c.get("timeoutMs"))
+                self.add(
+                    "PROMISE_CREATED",
+                    promiseName=c["promiseName"],
+                    promiseId=str(uuid.uuid5(NS, "promise-" + c["promiseName"])),
+                    timeoutMs=c.get("timeoutMs"),
+                )
             elif t == "SCHEDULE_CHILD_WORKFLOW":
-                self.add("CHILD_WORKFLOW_INITIATED", childExecutionName=c["childExecutionName"],
-                         childWorkflowKind=c["kind"],
-                         childWorkflowExecutionId=c["childWorkflowExecutionId"])
+                self.add(
+                    "CHILD_WORKFLOW_INITIATED",
+                    childExecutionName=c["childExecutionName"],
+                    childWorkflowKind=c["kind"],
+                    childWorkflowExecutionId=c["childWorkflowExecutionId"],
+                )
             elif t == "RECORD_OPERATION":
-                self.add("OPERATION_COMPLETED", operationName=c["operationName"],
-                         result=c["result"])
+                self.add(
+                    "OPERATION_COMPLETED", operationName=c["operationName"], result=c["result"]
+                )
             elif t == "SET_STATE":
                 self.add("STATE_SET", key=c["key"], value=c["value"])
             elif t == "CLEAR_STATE":
@@ -131,17 +146,22 @@ async def test_first_activation_schedules_the_task() -> None:
     h = History({"amount": 42})
     result = await activate(one_task, h)
     assert result.status == "SUSPENDED"
-    assert result.commands == [{
-        "type": "SCHEDULE_TASK",
-        "taskExecutionId": tid(1),
-        "kind": "charge-card",
-        "input": 42,
-        "queue": "default",
-        "maxRetries": 3,
-        "retryPolicy": {"initialIntervalMs": 1000, "backoffCoefficient": 2.0,
-                        "maxIntervalMs": 60000},
-        "timeoutMs": 30000,
-    }]
+    assert result.commands == [
+        {
+            "type": "SCHEDULE_TASK",
+            "taskExecutionId": tid(1),
+            "kind": "charge-card",
+            "input": 42,
+            "queue": "default",
+            "maxRetries": 3,
+            "retryPolicy": {
+                "initialIntervalMs": 1000,
+                "backoffCoefficient": 2.0,
+                "maxIntervalMs": 60000,
+            },
+            "timeoutMs": 30000,
+        }
+    ]
 
 
 async def test_completes_after_task_completed() -> None:
@@ -211,8 +231,11 @@ async def test_race_timer_first_in_history_wins_even_if_task_completed_later() -
     h = History()
     result = await activate(race, h)
     assert types(result) == ["SCHEDULE_TASK", "START_TIMER"]
-    assert result.commands[1] == {"type": "START_TIMER", "timerId": timer_id(1),
-                                  "durationMs": 300000}
+    assert result.commands[1] == {
+        "type": "START_TIMER",
+        "timerId": timer_id(1),
+        "durationMs": 300000,
+    }
     h.add("TIMER_FIRED", timerId=timer_id(1))
     h.add("TASK_COMPLETED", taskExecutionId=tid(1), output="late")
     result = await activate(race, h)
@@ -426,11 +449,11 @@ async def pipeline(ctx: WorkflowContext, input: Any) -> Any:
 
 
 async def run_pipeline_until_failure(h: History) -> None:
-    await activate(pipeline, h)                                        # extract
+    await activate(pipeline, h)  # extract
     h.add("TASK_COMPLETED", taskExecutionId=tid(1), output="E")
-    await activate(pipeline, h)                                        # stamp, optional
+    await activate(pipeline, h)  # stamp, optional
     h.add("TASK_FAILED", taskExecutionId=tid(2), error="optional broke")
-    await activate(pipeline, h)                                        # load
+    await activate(pipeline, h)  # load
     h.add("TASK_FAILED", taskExecutionId=tid(3), error="db down")
     result = await activate(pipeline, h)
     assert result.status == "FAILED"
@@ -444,10 +467,15 @@ async def test_retry_requested_reissues_only_the_failed_task_under_a_new_id() ->
     h.add("RETRY_REQUESTED", retryAttempt=1)
     result = await activate(pipeline, h)
     assert result.status == "SUSPENDED"
-    assert result.commands == [{
-        "type": "SCHEDULE_TASK", "taskExecutionId": tid(3, retry=1), "kind": "load",
-        "input": "E", "queue": "default",
-    }]
+    assert result.commands == [
+        {
+            "type": "SCHEDULE_TASK",
+            "taskExecutionId": tid(3, retry=1),
+            "kind": "load",
+            "input": "E",
+            "queue": "default",
+        }
+    ]
     assert calls == ["stamp"]  # the recorded operation was not run again
     h.add("TASK_COMPLETED", taskExecutionId=tid(3, retry=1), output="L")
     result = await activate(pipeline, h)
@@ -509,8 +537,15 @@ async def test_retry_after_a_code_fix_continues_without_reissuing() -> None:
     assert (await activate(buggy, h)).status == "FAILED"
     h.add("RETRY_REQUESTED", retryAttempt=1)
     result = await activate(fixed, h)
-    assert result.commands == [{"type": "SCHEDULE_TASK", "taskExecutionId": tid(2),
-                                "kind": "b", "input": "A", "queue": "default"}]
+    assert result.commands == [
+        {
+            "type": "SCHEDULE_TASK",
+            "taskExecutionId": tid(2),
+            "kind": "b",
+            "input": "A",
+            "queue": "default",
+        }
+    ]
 
 
 async def test_retry_reissues_a_failed_child_workflow() -> None:
@@ -521,19 +556,32 @@ async def test_retry_reissues_a_failed_child_workflow() -> None:
     h = History()
     result = await activate(parent, h)
     assert result.commands[0]["childExecutionName"] == "child-kind-1"
-    h.add("CHILD_WORKFLOW_FAILED", childWorkflowExecutionId=child_id(1),
-          childExecutionName="child-kind-1", error="kaput")
+    h.add(
+        "CHILD_WORKFLOW_FAILED",
+        childWorkflowExecutionId=child_id(1),
+        childExecutionName="child-kind-1",
+        error="kaput",
+    )
     result = await activate(parent, h)
     assert result.commands[-1]["error"] == "ChildWorkflowFailed: kaput"
     h.add("RETRY_REQUESTED", retryAttempt=1)
     result = await activate(parent, h)
-    assert result.commands == [{
-        "type": "SCHEDULE_CHILD_WORKFLOW", "childExecutionName": "child-kind-1",
-        "childWorkflowExecutionId": child_id(1, retry=1), "kind": "child-kind",
-        "input": {"x": 1}, "queue": "default",
-    }]
-    h.add("CHILD_WORKFLOW_COMPLETED", childWorkflowExecutionId=child_id(1, retry=1),
-          childExecutionName="child-kind-1", output=7)
+    assert result.commands == [
+        {
+            "type": "SCHEDULE_CHILD_WORKFLOW",
+            "childExecutionName": "child-kind-1",
+            "childWorkflowExecutionId": child_id(1, retry=1),
+            "kind": "child-kind",
+            "input": {"x": 1},
+            "queue": "default",
+        }
+    ]
+    h.add(
+        "CHILD_WORKFLOW_COMPLETED",
+        childWorkflowExecutionId=child_id(1, retry=1),
+        childExecutionName="child-kind-1",
+        output=7,
+    )
     result = await activate(parent, h)
     assert result.commands == [{"type": "COMPLETE_WORKFLOW", "output": 7}]
 
@@ -556,8 +604,11 @@ async def test_run_records_once_and_replays_the_recorded_result() -> None:
 
     h = History()
     result = await activate(op, h)
-    assert result.commands[0] == {"type": "RECORD_OPERATION", "operationName": "pick",
-                                  "result": 101}
+    assert result.commands[0] == {
+        "type": "RECORD_OPERATION",
+        "operationName": "pick",
+        "result": 101,
+    }
     assert result.commands[1]["input"] == 101
     h.add("TASK_COMPLETED", taskExecutionId=tid(1), output=None)
     result = await activate(op, h)
@@ -616,7 +667,10 @@ async def test_operations_in_parallel_branches_replay_in_the_same_order() -> Non
     h = History()
     first = await activate(wf, h)
     assert [c.get("kind") or c["type"] for c in first.commands] == [
-        "b", "RECORD_OPERATION", "after-a"]
+        "b",
+        "RECORD_OPERATION",
+        "after-a",
+    ]
     replayed = await activate(wf, h)
     assert replayed.commands == []
 
@@ -658,8 +712,11 @@ async def test_current_time_is_the_latest_applied_event_timestamp() -> None:
     await activate(wf, h)
     h.add("TIMER_FIRED", timerId=timer_id(1))
     await activate(wf, h)
-    assert times == [T0 + timedelta(seconds=1), T0 + timedelta(seconds=1),
-                     T0 + timedelta(seconds=3)]
+    assert times == [
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=3),
+    ]
 
 
 # -- cancellation --
@@ -698,8 +755,13 @@ async def test_cancellation_cleanup_runs_and_resolves_from_later_history() -> No
     assert result.status == "SUSPENDED"
     assert result.commands == [
         {"type": "CANCEL_TIMER", "timerId": timer_id(1)},
-        {"type": "SCHEDULE_TASK", "taskExecutionId": tid(1), "kind": "release",
-         "input": "hold-1", "queue": "default"},
+        {
+            "type": "SCHEDULE_TASK",
+            "taskExecutionId": tid(1),
+            "kind": "release",
+            "input": "hold-1",
+            "queue": "default",
+        },
     ]
     h.add("TASK_COMPLETED", taskExecutionId=tid(1), output=None)
     result = await activate(wf, h)
@@ -766,7 +828,8 @@ async def test_promise_resolve_reject_and_timeout() -> None:
         h = History()
         result = await activate(wf, h)
         assert result.commands == [
-            {"type": "CREATE_PROMISE", "promiseName": "approve", "timeoutMs": 3600000}]
+            {"type": "CREATE_PROMISE", "promiseName": "approve", "timeoutMs": 3600000}
+        ]
         h.add(event_type, promiseId=pid, promiseName="approve", **data)
         result = await activate(wf, h)
         assert result.commands == [{"type": "COMPLETE_WORKFLOW", "output": expected}]
@@ -787,16 +850,30 @@ async def test_child_workflow_completes_and_fails() -> None:
 
     h = History()
     result = await activate(parent, h)
-    assert result.commands == [{
-        "type": "SCHEDULE_CHILD_WORKFLOW", "childExecutionName": "first",
-        "childWorkflowExecutionId": child_id(1), "kind": "kid", "input": 1,
-        "queue": "default"}]
-    h.add("CHILD_WORKFLOW_COMPLETED", childWorkflowExecutionId=child_id(1),
-          childExecutionName="first", output="one")
+    assert result.commands == [
+        {
+            "type": "SCHEDULE_CHILD_WORKFLOW",
+            "childExecutionName": "first",
+            "childWorkflowExecutionId": child_id(1),
+            "kind": "kid",
+            "input": 1,
+            "queue": "default",
+        }
+    ]
+    h.add(
+        "CHILD_WORKFLOW_COMPLETED",
+        childWorkflowExecutionId=child_id(1),
+        childExecutionName="first",
+        output="one",
+    )
     result = await activate(parent, h)
     assert result.commands[0]["childExecutionName"] == "kid-2"
-    h.add("CHILD_WORKFLOW_FAILED", childWorkflowExecutionId=child_id(2),
-          childExecutionName="kid-2", error="bad")
+    h.add(
+        "CHILD_WORKFLOW_FAILED",
+        childWorkflowExecutionId=child_id(2),
+        childExecutionName="kid-2",
+        error="bad",
+    )
     result = await activate(parent, h)
     assert result.commands == [{"type": "COMPLETE_WORKFLOW", "output": ["one", "bad", "kid-2"]}]
 
@@ -887,7 +964,8 @@ async def test_pydantic_models_in_and_out() -> None:
     h.add("TASK_COMPLETED", taskExecutionId=tid(1), output={"order_id": "o-1", "paid": True})
     result = await activate(TypedOrder, h)
     assert result.commands == [
-        {"type": "COMPLETE_WORKFLOW", "output": {"order_id": "o-1", "paid": True}}]
+        {"type": "COMPLETE_WORKFLOW", "output": {"order_id": "o-1", "paid": True}}
+    ]
 
 
 async def test_invalid_input_fails_the_workflow() -> None:

@@ -51,8 +51,11 @@ class FakeServer:
         return str(self.server.make_url("")).rstrip("/")
 
     def posts(self, suffix: str) -> list[Any]:
-        return [body for method, path, body in self.requests
-                if method == "POST" and path.endswith(suffix)]
+        return [
+            body
+            for method, path, body in self.requests
+            if method == "POST" and path.endswith(suffix)
+        ]
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else None
@@ -104,8 +107,16 @@ async def until(predicate: Callable[[], bool], limit: float = 3.0) -> None:
 
 
 def task_item(kind: str, input: Any = None, **extra: Any) -> dict[str, Any]:
-    return {"taskExecutionId": str(uuid.uuid4()), "kind": kind, "input": input, "attempt": 1,
-            "workflowExecutionId": None, "queue": "default", "timeoutMs": None, **extra}
+    return {
+        "taskExecutionId": str(uuid.uuid4()),
+        "kind": kind,
+        "input": input,
+        "attempt": 1,
+        "workflowExecutionId": None,
+        "queue": "default",
+        "timeoutMs": None,
+        **extra,
+    }
 
 
 # -- tasks --
@@ -155,18 +166,29 @@ async def test_registers_runs_a_task_and_reports_output_logs_and_progress(
     assert register["workflows"] == []
     slow_reg = next(t for t in register["tasks"] if t["kind"] == "slow")
     assert slow_reg["timeoutMs"] == 50
-    assert slow_reg["retryPolicy"] == {"maxAttempts": 3, "initialIntervalMs": 1000,
-                                       "backoffCoefficient": 2.0, "maxIntervalMs": 60000}
+    assert slow_reg["retryPolicy"] == {
+        "maxAttempts": 3,
+        "initialIntervalMs": 1000,
+        "backoffCoefficient": 2.0,
+        "maxIntervalMs": 60000,
+    }
     complete = fake.posts(f"/worker/tasks/{item['taskExecutionId']}/complete")[0]
     assert complete == {"workerId": "w-1", "attempt": 1, "output": "hello ada"}
     progress = fake.posts(f"/worker/tasks/{item['taskExecutionId']}/progress")[0]
     assert progress == {"workerId": "w-1", "attempt": 1, "progress": 0.5, "details": "half"}
     entries = [e for batch in fake.posts("/worker/logs") for e in batch["entries"]]
     assert [(e["level"], e["message"]) for e in entries] == [
-        ("DEBUG", "debug line"), ("INFO", "greeting ada"), ("WARN", "careful"),
-        ("ERROR", "very bad")]
-    assert all(e["taskExecutionId"] == item["taskExecutionId"] and e["attempt"] == 1
-               and e["timestamp"].endswith("Z") for e in entries)
+        ("DEBUG", "debug line"),
+        ("INFO", "greeting ada"),
+        ("WARN", "careful"),
+        ("ERROR", "very bad"),
+    ]
+    assert all(
+        e["taskExecutionId"] == item["taskExecutionId"]
+        and e["attempt"] == 1
+        and e["timestamp"].endswith("Z")
+        for e in entries
+    )
     assert fake.posts("/worker/unregister") == [{"workerId": "w-1"}]
     assert set(fake.auth) == {"Bearer fwt_secret"}
     polls = fake.posts("/worker/tasks/poll")
@@ -191,7 +213,8 @@ async def test_task_timeout_is_enforced(fake: FakeServer) -> None:
     async with worker_for(fake):
         await until(lambda: bool(fake.posts("/fail")))
     assert fake.posts("/fail")[0]["error"] == (
-        "TimeoutError: task 'slow' did not finish within 0.05s")
+        "TimeoutError: task 'slow' did not finish within 0.05s"
+    )
 
 
 async def test_sync_task_runs_in_a_thread(fake: FakeServer) -> None:
@@ -203,8 +226,9 @@ async def test_sync_task_runs_in_a_thread(fake: FakeServer) -> None:
 
 async def test_stale_answers_and_poll_errors_do_not_stop_the_worker(fake: FakeServer) -> None:
     first, second = task_item("greet", "a"), task_item("greet", "b")
-    fake.routes[("POST", f"/worker/tasks/{first['taskExecutionId']}/complete")] = (
-        lambda body: web.json_response({"error": "stale", "code": "STALE_ATTEMPT"}, status=409))
+    fake.routes[("POST", f"/worker/tasks/{first['taskExecutionId']}/complete")] = lambda body: (
+        web.json_response({"error": "stale", "code": "STALE_ATTEMPT"}, status=409)
+    )
     fake.poll_failures = 2
     fake.tasks.extend([first])
     async with worker_for(fake):
@@ -297,7 +321,8 @@ async def test_network_errors_at_registration_are_retried(fake: FakeServer) -> N
 
 async def test_bad_token_fails_startup(fake: FakeServer) -> None:
     fake.routes[("POST", "/worker/register")] = lambda body: web.json_response(
-        {"error": "worker token required", "code": "FORBIDDEN"}, status=403)
+        {"error": "worker token required", "code": "FORBIDDEN"}, status=403
+    )
     with pytest.raises(FlovynApiError) as info:
         async with worker_for(fake):
             pass
@@ -313,13 +338,24 @@ async def hello_flow(ctx: WorkflowContext, input: Any) -> Any:
 
 
 def activation(events: list[dict[str, Any]], kind: str = "hello-flow") -> dict[str, Any]:
-    return {"workflowExecutionId": EID, "activationId": 7, "kind": kind, "queue": "orders",
-            "input": {"name": "ada"}, "retryAttempts": 0, "parentWorkflowExecutionId": None,
-            "events": events}
+    return {
+        "workflowExecutionId": EID,
+        "activationId": 7,
+        "kind": kind,
+        "queue": "orders",
+        "input": {"name": "ada"},
+        "retryAttempts": 0,
+        "parentWorkflowExecutionId": None,
+        "events": events,
+    }
 
 
-STARTED = {"sequence": 1, "eventType": "WORKFLOW_STARTED", "timestamp": "2024-05-01T00:00:00Z",
-           "data": {"input": {"name": "ada"}}}
+STARTED = {
+    "sequence": 1,
+    "eventType": "WORKFLOW_STARTED",
+    "timestamp": "2024-05-01T00:00:00Z",
+    "data": {"input": {"name": "ada"}},
+}
 
 
 async def test_activation_is_replayed_and_submitted(fake: FakeServer) -> None:
@@ -338,9 +374,15 @@ async def test_activation_is_replayed_and_submitted(fake: FakeServer) -> None:
 
 
 async def test_determinism_violation_fails_the_activation(fake: FakeServer) -> None:
-    events = [STARTED, {"sequence": 2, "eventType": "TASK_SCHEDULED",
-                        "timestamp": "2024-05-01T00:00:01Z",
-                        "data": {"taskExecutionId": str(uuid.uuid4()), "kind": "other"}}]
+    events = [
+        STARTED,
+        {
+            "sequence": 2,
+            "eventType": "TASK_SCHEDULED",
+            "timestamp": "2024-05-01T00:00:01Z",
+            "data": {"taskExecutionId": str(uuid.uuid4()), "kind": "other"},
+        },
+    ]
     fake.activations.append(activation(events))
     async with worker_for(fake, workflows=[hello_flow], tasks=[]):
         await until(lambda: bool(fake.posts("/fail-activation")))
@@ -353,7 +395,8 @@ async def test_determinism_violation_fails_the_activation(fake: FakeServer) -> N
 
 async def test_stale_activation_is_dropped(fake: FakeServer, caplog: Any) -> None:
     fake.routes[("POST", f"/worker/workflows/{EID}/submit")] = lambda body: web.json_response(
-        {"error": "reclaimed", "code": "STALE_ACTIVATION"}, status=409)
+        {"error": "reclaimed", "code": "STALE_ACTIVATION"}, status=409
+    )
     fake.activations.append(activation([STARTED]))
     with caplog.at_level(logging.INFO, logger="flovyn_worker"):
         async with worker_for(fake, workflows=[hello_flow], tasks=[]):
@@ -370,24 +413,42 @@ async def test_stale_activation_is_dropped(fake: FakeServer, caplog: Any) -> Non
 async def test_client_start_and_result(fake: FakeServer) -> None:
     statuses = iter(["PENDING", "RUNNING", "COMPLETED"])
     fake.routes[("POST", "/workflows/hello-flow/trigger")] = lambda body: web.json_response(
-        {"workflowExecutionId": EID, "status": "PENDING", "kind": "hello-flow",
-         "idempotencyKeyUsed": True, "idempotencyKeyNew": True}, status=201)
+        {
+            "workflowExecutionId": EID,
+            "status": "PENDING",
+            "kind": "hello-flow",
+            "idempotencyKeyUsed": True,
+            "idempotencyKeyNew": True,
+        },
+        status=201,
+    )
     fake.routes[("GET", f"/workflow-executions/{EID}")] = lambda body: {
-        "id": EID, "status": next(statuses), "output": {"ok": 1}}
+        "id": EID,
+        "status": next(statuses),
+        "output": {"ok": 1},
+    }
     async with Client(fake.url, tenant="acme", api_key="flovyn_sk_x") as client:
         handle = await client.start_workflow(
-            hello_flow, {"name": "ada"}, idempotency_key="k-1", queue="q", metadata={"a": "b"})
+            hello_flow, {"name": "ada"}, idempotency_key="k-1", queue="q", metadata={"a": "b"}
+        )
         assert handle.id == EID and handle.created is True
         assert await handle.result(timeout=5) == {"ok": 1}
     assert fake.posts("/workflows/hello-flow/trigger")[0] == {
-        "input": {"name": "ada"}, "queue": "q", "idempotencyKey": "k-1", "metadata": {"a": "b"}}
+        "input": {"name": "ada"},
+        "queue": "q",
+        "idempotencyKey": "k-1",
+        "metadata": {"a": "b"},
+    }
     assert "Bearer flovyn_sk_x" in fake.auth
 
 
 async def test_client_result_raises_for_failed_cancelled_and_timeout(fake: FakeServer) -> None:
     state = {"status": "FAILED"}
     fake.routes[("GET", f"/workflow-executions/{EID}")] = lambda body: {
-        "id": EID, "status": state["status"], "error": "TaskFailed: nope"}
+        "id": EID,
+        "status": state["status"],
+        "error": "TaskFailed: nope",
+    }
     async with Client(fake.url, tenant="acme") as client:
         handle = client.get_handle(EID)
         with pytest.raises(WorkflowFailed) as info:
@@ -403,8 +464,7 @@ async def test_client_result_raises_for_failed_cancelled_and_timeout(fake: FakeS
 
 async def test_client_signal_cancel_promises_events_and_errors(fake: FakeServer) -> None:
     # the second page repeats sequence 2, as an inclusive since_sequence would
-    pages = {0: [{"sequence": 1}, {"sequence": 2}], 2: [{"sequence": 2}, {"sequence": 3}],
-             3: []}
+    pages = {0: [{"sequence": 1}, {"sequence": 2}], 2: [{"sequence": 2}, {"sequence": 3}], 3: []}
     async with Client(fake.url, tenant="acme") as client:
         handle = client.get_handle(EID)
         await handle.signal("go", {"n": 1})
@@ -412,18 +472,22 @@ async def test_client_signal_cancel_promises_events_and_errors(fake: FakeServer)
         await client.resolve_promise(f"{EID}:approve", {"ok": True})
         await client.reject_promise("key:abc", "no")
         assert fake.posts(f"/workflow-executions/{EID}/signal") == [
-            {"signalName": "go", "value": {"n": 1}}]
+            {"signalName": "go", "value": {"n": 1}}
+        ]
         assert fake.posts(f"/workflow-executions/{EID}/cancel") == [
-            {"cascadeToChildren": False, "reason": "user asked"}]
+            {"cascadeToChildren": False, "reason": "user asked"}
+        ]
         assert fake.posts(f"/promises/{EID}:approve/resolve") == [{"value": {"ok": True}}]
         assert fake.posts("/promises/key:abc/reject") == [{"error": "no"}]
 
         fake.routes[("GET", f"/workflow-executions/{EID}/events")] = lambda body: {
-            "events": pages[int(fake.queries[-1]["since_sequence"])]}
+            "events": pages[int(fake.queries[-1]["since_sequence"])]
+        }
         assert [e["sequence"] for e in await handle.events()] == [1, 2, 3]
 
         fake.routes[("GET", f"/workflow-executions/{EID}")] = lambda body: web.json_response(
-            {"error": "workflow execution not found", "code": "NOT_FOUND"}, status=404)
+            {"error": "workflow execution not found", "code": "NOT_FOUND"}, status=404
+        )
         with pytest.raises(FlovynApiError) as info:
             await handle.describe()
         assert (info.value.status, info.value.code) == (404, "NOT_FOUND")
@@ -432,16 +496,24 @@ async def test_client_signal_cancel_promises_events_and_errors(fake: FakeServer)
 
 async def test_signal_with_start_triggers_with_the_key_then_signals(fake: FakeServer) -> None:
     fake.routes[("POST", "/workflows/hello-flow/trigger")] = lambda body: {
-        "workflowExecutionId": EID, "status": "RUNNING", "idempotencyKeyUsed": True,
-        "idempotencyKeyNew": False}  # answered 200: the execution already existed
+        "workflowExecutionId": EID,
+        "status": "RUNNING",
+        "idempotencyKeyUsed": True,
+        "idempotencyKeyNew": False,
+    }  # answered 200: the execution already existed
     async with Client(fake.url, tenant="acme") as client:
         handle = await client.signal_with_start(
-            "hello-flow", {"name": "x"}, idempotency_key="cart-1", signal_name="add",
-            signal_value={"sku": 1})
+            "hello-flow",
+            {"name": "x"},
+            idempotency_key="cart-1",
+            signal_name="add",
+            signal_value={"sku": 1},
+        )
     assert handle.created is False
     assert fake.posts("/workflows/hello-flow/trigger")[0]["idempotencyKey"] == "cart-1"
     assert fake.posts(f"/workflow-executions/{EID}/signal") == [
-        {"signalName": "add", "value": {"sku": 1}}]
+        {"signalName": "add", "value": {"sku": 1}}
+    ]
 
 
 # -- worker + client against a miniature engine --
@@ -462,8 +534,14 @@ class MiniEngine:
 
     def _append(self, eid: str, event_type: str, **data: Any) -> None:
         events = self.executions[eid]["events"]
-        events.append({"sequence": len(events) + 1, "eventType": event_type,
-                       "timestamp": "2024-05-01T00:00:00Z", "data": data})
+        events.append(
+            {
+                "sequence": len(events) + 1,
+                "eventType": event_type,
+                "timestamp": "2024-05-01T00:00:00Z",
+                "data": data,
+            }
+        )
 
     def _wake(self, eid: str) -> None:
         if eid not in self.ready:
@@ -483,9 +561,16 @@ class MiniEngine:
                 ex = self.executions[eid]
                 self.activation_counter += 1
                 ex["activation"] = self.activation_counter
-                items.append({"workflowExecutionId": eid, "activationId": ex["activation"],
-                              "kind": ex["kind"], "queue": "default", "input": ex["input"],
-                              "events": list(ex["events"])})
+                items.append(
+                    {
+                        "workflowExecutionId": eid,
+                        "activationId": ex["activation"],
+                        "kind": ex["kind"],
+                        "queue": "default",
+                        "input": ex["input"],
+                        "events": list(ex["events"]),
+                    }
+                )
             if not items:
                 await asyncio.sleep(0.01)
             answer = {"activations": items}
@@ -499,32 +584,43 @@ class MiniEngine:
             eid = parts[2]
             for c in body["commands"]:
                 if c["type"] == "SCHEDULE_TASK":
-                    self._append(eid, "TASK_SCHEDULED", **{k: v for k, v in c.items()
-                                                           if k != "type"})
+                    self._append(
+                        eid, "TASK_SCHEDULED", **{k: v for k, v in c.items() if k != "type"}
+                    )
                     self.task_owner[c["taskExecutionId"]] = eid
-                    self.task_queue.append({"taskExecutionId": c["taskExecutionId"],
-                                            "kind": c["kind"], "input": c["input"],
-                                            "attempt": 1, "workflowExecutionId": eid})
+                    self.task_queue.append(
+                        {
+                            "taskExecutionId": c["taskExecutionId"],
+                            "kind": c["kind"],
+                            "input": c["input"],
+                            "attempt": 1,
+                            "workflowExecutionId": eid,
+                        }
+                    )
                 elif c["type"] == "COMPLETE_WORKFLOW":
                     self.executions[eid]["output"] = c["output"]
             self.executions[eid]["status"] = {"SUSPENDED": "WAITING"}.get(
-                body["status"], body["status"])
+                body["status"], body["status"]
+            )
         elif parts[:2] == ["worker", "tasks"] and parts[-1] in ("complete", "fail"):
             eid = self.task_owner[parts[2]]
             if parts[-1] == "complete":
-                self._append(eid, "TASK_COMPLETED", taskExecutionId=parts[2],
-                             output=body["output"])
+                self._append(eid, "TASK_COMPLETED", taskExecutionId=parts[2], output=body["output"])
             else:
                 self._append(eid, "TASK_FAILED", taskExecutionId=parts[2], error=body["error"])
             self._wake(eid)
         elif parts[0] == "workflows" and parts[-1] == "trigger":
             eid = str(uuid.uuid4())
-            self.executions[eid] = {"kind": parts[1], "input": body.get("input"),
-                                    "events": [], "status": "PENDING", "output": None}
+            self.executions[eid] = {
+                "kind": parts[1],
+                "input": body.get("input"),
+                "events": [],
+                "status": "PENDING",
+                "output": None,
+            }
             self._append(eid, "WORKFLOW_STARTED", input=body.get("input"))
             self._wake(eid)
-            return web.json_response({"workflowExecutionId": eid, "status": "PENDING"},
-                                     status=201)
+            return web.json_response({"workflowExecutionId": eid, "status": "PENDING"}, status=201)
         elif parts[0] == "workflow-executions" and request.method == "GET":
             ex = self.executions[parts[1]]
             answer = {"id": parts[1], "status": ex["status"], "output": ex["output"]}
@@ -549,8 +645,15 @@ async def test_end_to_end_fan_out_through_worker_and_client() -> None:
     await engine.server.start_server()
     url = str(engine.server.make_url("")).rstrip("/")
     try:
-        worker = Worker(url, tenant="acme", token="t", workflows=[sum_of_squares],
-                        tasks=[square], max_concurrent_tasks=4, poll_timeout=0.2)
+        worker = Worker(
+            url,
+            tenant="acme",
+            token="t",
+            workflows=[sum_of_squares],
+            tasks=[square],
+            max_concurrent_tasks=4,
+            poll_timeout=0.2,
+        )
         async with worker, Client(url, tenant="acme") as client:
             handles = [await client.start_workflow(sum_of_squares, 20) for _ in range(3)]
             results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
