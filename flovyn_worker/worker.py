@@ -360,8 +360,9 @@ class Worker:
 
     # -- sending results --
 
-    async def _send(self, path: str, body: dict[str, Any], attempts: int = 6) -> Any:
-        """POST with retries on transient errors; a 4xx answer raises at once."""
+    async def _send(self, path: str, body: dict[str, Any], attempts: int = 12) -> Any:
+        """POST with retries on transient errors (about 40 s in all, long enough to ride
+        out a server restart); a 4xx answer raises at once."""
         backoff = Backoff(0.2, 5.0)
         for attempt in range(1, attempts + 1):
             try:
@@ -384,6 +385,10 @@ class Worker:
                 log.error("server refused %s: %s", path, exc)
         except Exception as exc:
             log.error("could not send %s: %r", path, exc)
+            # The server still holds this work for our live worker id and would never
+            # release it: serve on under a new id and retire this one (see
+            # _replace_identity), which releases it.
+            self._claims_in_doubt = True
 
     # -- workflow activations --
 

@@ -151,7 +151,7 @@ async def end_attempt(
         return {"status": "PENDING", "retryAt": shapes.iso(retry_at)}
     final = "CANCELLED" if cancelled else "FAILED"
     await tx.execute(
-        "UPDATE task_executions SET status = $2, error = $3, worker_id = NULL, "
+        "UPDATE task_executions SET status = $2, error = $3, "
         "attempt_deadline = NULL, completed_at = $4, updated_at = $4 WHERE id = $1",
         task["id"],
         final,
@@ -288,7 +288,7 @@ class Tasks:
             )
             await tx.execute(
                 "UPDATE task_executions SET status = 'COMPLETED', output = $2, error = NULL, "
-                "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, worker_id = NULL, "
+                "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, "
                 "attempt_deadline = NULL, completed_at = $3, updated_at = $3 WHERE id = $1",
                 task["id"],
                 dumps(output),

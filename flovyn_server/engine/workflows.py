@@ -89,7 +89,7 @@ async def finish(
     """Mark an execution terminal, drop its pending timers and tell its parent."""
     await tx.execute(
         "UPDATE workflow_executions SET status = $2, output = $3, error = $4, completed_at = $5, "
-        "updated_at = $5, worker_id = NULL, resume_requested = 0 WHERE id = $1",
+        "updated_at = $5, resume_requested = 0 WHERE id = $1",
         row["id"],
         status,
         None if output is None else dumps(output),
