@@ -47,7 +47,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[middleware.measure, middleware.errors, middleware.auth],
     )
     app["max_body"] = settings.max_body_bytes
-    for module in (health, tenants, workflows, control, discovery, worker):
+    # The worker protocol carries most requests: its routes are matched first.
+    for module in (worker, health, tenants, workflows, control, discovery):
         app.add_routes(module.routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

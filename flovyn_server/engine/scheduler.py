@@ -46,6 +46,8 @@ class Scheduler:
                     delay = MAX_SLEEP_S
                 if delay > 0:
                     await waiter.wait(delay)
+                else:  # more is due at once: let the requests waiting behind us run first
+                    await asyncio.sleep(0)
 
     async def tick(self) -> float:
         """Do what is due now; return how long to sleep before the next due time.

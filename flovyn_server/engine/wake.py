@@ -32,8 +32,6 @@ class Waiter:
         self.event = asyncio.Event()
 
     async def wait(self, seconds: float) -> bool:
-        if self._hub.closed:
-            return True
         try:
             async with asyncio.timeout(max(seconds, 0.0)):
                 await self.event.wait()

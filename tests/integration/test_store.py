@@ -295,7 +295,10 @@ async def claim(store: Store, owner: str, limit: int = 5, hold_s: float = 0.0) -
 
 
 async def test_claims_are_exclusive_under_concurrency(database_url: str) -> None:
-    stores = [await open_store(database_url), await open_store(database_url)]
+    # PostgreSQL: two stores, as two server processes would have. SQLite serves one
+    # process: one store, whose claimers contend on its write lock.
+    count = 2 if database_url.startswith("postgres") else 1
+    stores = [await open_store(database_url) for _ in range(count)]
     try:
         async with stores[0].transaction() as tx:
             await tx.executemany(INSERT_TENANT, [tenant_row(f"r{i:03d}") for i in range(50)])
@@ -317,7 +320,7 @@ async def test_claims_are_exclusive_under_concurrency(database_url: str) -> None
         assert len(everything) == 50
         assert len(set(everything)) == 50  # no row claimed twice
 
-        async with stores[1].read() as tx:
+        async with stores[-1].read() as tx:
             rows = await tx.fetch("SELECT id, tier FROM tenants")
         owner_of = {r["id"]: r["tier"] for r in rows}
         for owner, ids in claimed.items():
