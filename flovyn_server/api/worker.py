@@ -25,7 +25,7 @@ async def _long_poll(request: web.Request, what: str) -> web.Response:
     t = tenant(request)
     body = await body_object(request)
     worker_id = validate.string(body, "workerId")
-    queue = validate.string(body, "queue", "default")
+    queue = validate.queue(body)
     kinds = validate.string_list(body, "kinds", [])
     max_items = validate.integer(body, "maxItems", 1, lo=1, hi=100)
     timeout_ms = validate.integer(

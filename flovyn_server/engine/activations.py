@@ -225,7 +225,7 @@ class Activations:
                 tenant.id,
                 execution_id=child_id,
                 kind=child_kind,
-                queue=validate.string(cmd, "queue", None) or wf["queue"],
+                queue=validate.queue(cmd, "queue", None) or wf["queue"],
                 input=cmd.get("input"),
                 now=now,
                 parent_id=wf["id"],

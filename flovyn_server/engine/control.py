@@ -190,12 +190,7 @@ class Control:
                 if resolve
                 else (EventType.PROMISE_REJECTED, {**base, "error": error_text})
             )
-            status = await tx.fetchval(
-                "SELECT status FROM workflow_executions WHERE id = $1",
-                promise["workflow_execution_id"],
-            )
-            if status not in ("COMPLETED", "CANCELLED"):
-                await append_and_resume(tx, promise["workflow_execution_id"], [event])
+            await append_and_resume(tx, promise["workflow_execution_id"], [event])
         return {"promiseId": promise["id"], "resolved": True}
 
     @staticmethod

@@ -22,54 +22,63 @@ async def append_events(
     tx: Tx, workflow_id: str, events: list[Event], now: int | None = None
 ) -> int:
     """Append `events` in order; return the new `current_sequence`."""
-    if not events:
-        return int(
-            await tx.fetchval(
-                "SELECT current_sequence FROM workflow_executions WHERE id = $1", workflow_id
-            )
-        )
-    now = now or now_ms()
-    last = await tx.fetchval(
-        "UPDATE workflow_executions SET current_sequence = current_sequence + $2, updated_at = $3 "
-        "WHERE id = $1 RETURNING current_sequence",
-        workflow_id,
-        len(events),
-        now,
-    )
-    first = int(last) - len(events) + 1
-    await tx.executemany(
-        "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, created_at) "
-        "VALUES ($1, $2, $3, $4, $5)",
-        [
-            (workflow_id, first + i, str(kind), dumps(data), now)
-            for i, (kind, data) in enumerate(events)
-        ],
-    )
-    return int(last)
+    last = await _append(tx, workflow_id, events, now or now_ms(), wake=False)
+    assert last is not None
+    return last
+
+
+async def append_and_resume(
+    tx: Tx, workflow_id: str, events: list[Event], now: int | None = None
+) -> int | None:
+    """Append events that may unblock the workflow, and make it runnable.
+
+    WAITING becomes PENDING. A RUNNING execution is held by a worker that has not
+    seen the new events; `resume_requested` makes its SUSPENDED submit leave it
+    PENDING instead of WAITING, so they are not lost. A COMPLETED or CANCELLED
+    execution takes no more events: returns None and appends nothing (a FAILED one
+    does, since a manual retry replays it).
+    """
+    return await _append(tx, workflow_id, events, now or now_ms(), wake=True)
 
 
 async def resume(tx: Tx, workflow_id: str, now: int | None = None) -> None:
-    """Something the workflow may be waiting on happened: make it runnable.
+    """Make the workflow runnable without appending (its events are in already)."""
+    await _append(tx, workflow_id, [], now or now_ms(), wake=True)
 
-    WAITING becomes PENDING. A RUNNING execution is held by a worker that has not
-    seen the new event; `resume_requested` makes its SUSPENDED submit leave it
-    PENDING instead of WAITING, so the event is not lost.
-    """
+
+async def _append(
+    tx: Tx, workflow_id: str, events: list[Event], now: int, *, wake: bool
+) -> int | None:
+    # One UPDATE bumps the sequence (taking the row lock on PostgreSQL), wakes the
+    # execution and says whether it is still open; the INSERT then writes the events.
+    flag = 1 if wake else 0
     row = await tx.fetchrow(
-        "UPDATE workflow_executions SET "
-        "status = CASE WHEN status = 'WAITING' THEN 'PENDING' ELSE status END, "
-        "resume_requested = CASE WHEN status IN ('RUNNING', 'CANCELLING') THEN 1 "
-        "ELSE resume_requested END, "
-        "updated_at = $2 WHERE id = $1 RETURNING tenant_id, queue, status",
+        "UPDATE workflow_executions SET current_sequence = current_sequence + $2, "
+        "updated_at = $3, "
+        "status = CASE WHEN $4 = 1 AND status = 'WAITING' THEN 'PENDING' ELSE status END, "
+        "resume_requested = CASE WHEN $4 = 1 AND status IN ('RUNNING', 'CANCELLING') THEN 1 "
+        "ELSE resume_requested END "
+        "WHERE id = $1 AND ($4 = 0 OR status NOT IN ('COMPLETED', 'CANCELLED')) "
+        "RETURNING current_sequence, status, tenant_id, queue",
         workflow_id,
-        now or now_ms(),
+        len(events),
+        now,
+        flag,
     )
-    if row is not None and row["status"] == "PENDING":
+    if row is None:
+        return None
+    last = int(row["current_sequence"])
+    if events:
+        first = last - len(events) + 1
+        await tx.executemany(
+            "INSERT INTO workflow_events "
+            "(workflow_execution_id, sequence, event_type, data, created_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [
+                (workflow_id, first + i, str(kind), dumps(data), now)
+                for i, (kind, data) in enumerate(events)
+            ],
+        )
+    if wake and row["status"] == "PENDING":
         tx.notify(workflow_key(row["tenant_id"], row["queue"]))
-
-
-async def append_and_resume(tx: Tx, workflow_id: str, events: list[Event]) -> int:
-    now = now_ms()
-    seq = await append_events(tx, workflow_id, events, now)
-    await resume(tx, workflow_id, now)
-    return seq
+    return last

@@ -16,7 +16,6 @@ from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine.history import append_and_resume
 from flovyn_server.engine.wake import DUE_KEY, WakeHub
 from flovyn_server.engine.workers import Workers, time_out
-from flovyn_server.engine.workflows import is_open
 from flovyn_server.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -90,10 +89,7 @@ class Scheduler:
             )
             for row in rows:
                 wf = row["workflow_execution_id"]
-                if await is_open(tx, wf):
-                    await append_and_resume(
-                        tx, wf, [(EventType.TIMER_FIRED, {"timerId": row["id"]})]
-                    )
+                await append_and_resume(tx, wf, [(EventType.TIMER_FIRED, {"timerId": row["id"]})])
         return len(rows)
 
     async def expire_promises(self) -> int:
@@ -108,17 +104,16 @@ class Scheduler:
             )
             for row in rows:
                 wf = row["workflow_execution_id"]
-                if await is_open(tx, wf):
-                    await append_and_resume(
-                        tx,
-                        wf,
-                        [
-                            (
-                                EventType.PROMISE_TIMEOUT,
-                                {"promiseId": row["id"], "promiseName": row["name"]},
-                            )
-                        ],
-                    )
+                await append_and_resume(
+                    tx,
+                    wf,
+                    [
+                        (
+                            EventType.PROMISE_TIMEOUT,
+                            {"promiseId": row["id"], "promiseName": row["name"]},
+                        )
+                    ],
+                )
         return len(rows)
 
     async def time_out_tasks(self) -> int:

@@ -20,7 +20,6 @@ from flovyn_server.engine import shapes, validate
 from flovyn_server.engine.history import append_and_resume
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import task_key
-from flovyn_server.engine.workflows import is_open
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.store.base import Store, Tx
 
@@ -55,7 +54,7 @@ async def insert_task(
     """
     task_id = validate.uuid_text(validate.string(spec, "taskExecutionId"), "taskExecutionId")
     kind = validate.string(spec, "kind")
-    queue = validate.string(spec, "queue", None) or default_queue
+    queue = validate.queue(spec, "queue", None) or default_queue
     max_retries = validate.integer(spec, "maxRetries", DEFAULT_MAX_RETRIES, lo=0, hi=100)
     timeout_ms = validate.integer(spec, "timeoutMs", None, lo=1)
     policy = spec.get("retryPolicy") or {}
@@ -160,7 +159,7 @@ async def end_attempt(
     )
     metrics.TASKS.labels(final.lower()).inc()
     wf = task["workflow_execution_id"]
-    if wf and await is_open(tx, wf):
+    if wf:
         event = (
             (EventType.TASK_CANCELLED, {"taskExecutionId": task["id"]})
             if cancelled
@@ -276,30 +275,40 @@ class Tasks:
         body = validate.body_object(body)
         now = now_ms()
         output = body.get("output")
+        task_id = validate.uuid_text(task_id, "task execution id")
+        attempt = validate.integer(body, "attempt", lo=1)
         async with self.store.transaction() as tx:
-            task = await self._running(tx, tenant, task_id, body)
-            await tx.execute(
-                "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4 "
-                "WHERE task_execution_id = $1 AND attempt = $2",
-                task["id"],
-                task["execution_count"],
+            # The check that this attempt is the running one is the UPDATE's WHERE.
+            task = await tx.fetchrow(
+                "UPDATE task_executions SET status = 'COMPLETED', output = $4, error = NULL, "
+                "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, "
+                "attempt_deadline = NULL, completed_at = $5, updated_at = $5 "
+                "WHERE id = $1 AND tenant_id = $2 AND status = 'RUNNING' "
+                "AND execution_count = $3 RETURNING id, workflow_execution_id",
+                task_id,
+                tenant.id,
+                attempt,
                 dumps(output),
                 now,
             )
+            if task is None:
+                await self._running(tx, tenant, task_id, body)  # raises 404 or 409
+                raise stale(task_id, attempt)
             await tx.execute(
-                "UPDATE task_executions SET status = 'COMPLETED', output = $2, error = NULL, "
-                "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, "
-                "attempt_deadline = NULL, completed_at = $3, updated_at = $3 WHERE id = $1",
-                task["id"],
+                "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4 "
+                "WHERE task_execution_id = $1 AND attempt = $2",
+                task_id,
+                attempt,
                 dumps(output),
                 now,
             )
             wf = task["workflow_execution_id"]
-            if wf and await is_open(tx, wf):
+            if wf:
                 await append_and_resume(
                     tx,
                     wf,
-                    [(EventType.TASK_COMPLETED, {"taskExecutionId": task["id"], "output": output})],
+                    [(EventType.TASK_COMPLETED, {"taskExecutionId": task_id, "output": output})],
+                    now,
                 )
         metrics.TASKS.labels("completed").inc()
         return {"status": "COMPLETED"}

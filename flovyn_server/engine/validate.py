@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -25,6 +26,20 @@ def string(body: dict[str, Any], key: str, default: Any = _MISSING, *, max_len: 
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise bad_request(
             f"{key} must be a non-empty string of at most {max_len} characters", {"field": key}
+        )
+    return value
+
+
+QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def queue(body: dict[str, Any], key: str = "queue", default: Any = "default") -> Any:
+    """A queue name: letters, digits, `_ . : -` (it becomes part of wake-up keys)."""
+    value = string(body, key, default)
+    if value is not None and not QUEUE.match(value):
+        raise bad_request(
+            f"{key} {value!r} is not a queue name: letters, digits and _ . : - only",
+            {"field": key},
         )
     return value
 

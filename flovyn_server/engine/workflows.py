@@ -110,14 +110,7 @@ async def finish(
             event = (EventType.CHILD_WORKFLOW_FAILED, {**base, "error": error})
         else:
             event = (EventType.CHILD_WORKFLOW_CANCELLED, base)
-        if await is_open(tx, row["parent_id"]):
-            await append_and_resume(tx, row["parent_id"], [event])
-
-
-async def is_open(tx: Tx, workflow_id: str) -> bool:
-    """Whether events may still be appended (a FAILED one may be retried later)."""
-    status = await tx.fetchval("SELECT status FROM workflow_executions WHERE id = $1", workflow_id)
-    return status not in (None, "COMPLETED", "CANCELLED")
+        await append_and_resume(tx, row["parent_id"], [event])
 
 
 class Workflows:
@@ -129,7 +122,7 @@ class Workflows:
     ) -> tuple[dict[str, Any], bool]:
         """Start an execution; (answer, created). An idempotency hit answers the existing one."""
         body = validate.body_object(body)
-        queue = validate.string(body, "queue", "default")
+        queue = validate.queue(body)
         priority = validate.integer(body, "prioritySeconds", 0, lo=-86400, hi=86400)
         version = validate.string(body, "version", None)
         key = validate.string(body, "idempotencyKey", None, max_len=512)

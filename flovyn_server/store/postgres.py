@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +18,11 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "flovyn_wake"
 _MIGRATION_LOCK = 0x666C6F76  # advisory lock id: one process migrates at a time
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (standard_conforming_strings is on: only quotes double)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 class PostgresTx(Tx):
@@ -63,12 +69,22 @@ class PostgresStore(Store):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn:
+            await conn.execute("BEGIN")
             tx = PostgresTx(conn)
-            yield tx
+            try:
+                yield tx
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection: the pool drops it
+                    await conn.execute("ROLLBACK")
+                raise
+            # NOTIFY and COMMIT in one round trip (a simple query may hold several
+            # statements); the notification is delivered only if the commit succeeds.
             if tx.wakeups:
                 payload = self._origin + "|" + ",".join(sorted(tx.wakeups))
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                await conn.execute(f"SELECT pg_notify('{CHANNEL}', {_literal(payload)}); COMMIT")
+            else:
+                await conn.execute("COMMIT")
         self._fire(tx.wakeups)
 
     @asynccontextmanager
