@@ -485,7 +485,8 @@ class Worker:
             if not str(exc):
                 error = f"TimeoutError: task '{kind}' did not finish within {timeout:g}s"
             await self._report(
-                f"{base}/fail", {**ids, "error": error, "retryable": True, "stackTrace": stack}
+                f"{base}/fail",
+                {**ids, "error": error, "retryable": True, "timedOut": True, "stackTrace": stack},
             )
             return
         except Exception as exc:

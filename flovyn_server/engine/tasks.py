@@ -319,10 +319,13 @@ class Tasks:
         if not isinstance(error, str):
             raise bad_request("error must be a string", {"field": "error"})
         retryable = validate.boolean(body, "retryable", True)
+        # The worker stopped the attempt at its timeout: the attempt is TIMEOUT, as when
+        # the server's own deadline for it passes first.
+        outcome = "TIMEOUT" if validate.boolean(body, "timedOut", False) else "FAILED"
         async with self.store.transaction() as tx:
             task = await self._running(tx, tenant, task_id, body)
             return await end_attempt(
-                tx, task, "FAILED", error=error, retryable=retryable, now=now_ms()
+                tx, task, outcome, error=error, retryable=retryable, now=now_ms()
             )
 
     async def progress(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
