@@ -80,6 +80,7 @@ async def cancel_execution(
         )
         await finish(tx, row, "CANCELLED", now=now)
         return "CANCELLED", cancelled_children
+    await tx.execute("UPDATE workflow_executions SET cancel_requested = 1 WHERE id = $1", row["id"])
     await resume(tx, row["id"], now)
     return "CANCELLING", cancelled_children
 
@@ -190,7 +191,11 @@ class Control:
                 if resolve
                 else (EventType.PROMISE_REJECTED, {**base, "error": error_text})
             )
-            await append_and_resume(tx, promise["workflow_execution_id"], [event])
+            if await append_and_resume(tx, promise["workflow_execution_id"], [event]) is None:
+                # Raising rolls the settle back: the promise stays as it was.
+                raise ApiError(
+                    409, "WORKFLOW_TERMINAL", "the promise's workflow execution has ended"
+                )
         return {"promiseId": promise["id"], "resolved": True}
 
     @staticmethod

@@ -56,7 +56,7 @@ async def _append(
         "UPDATE workflow_executions SET current_sequence = current_sequence + $2, "
         "updated_at = $3, "
         "status = CASE WHEN $4 = 1 AND status = 'WAITING' THEN 'PENDING' ELSE status END, "
-        "resume_requested = CASE WHEN $4 = 1 AND status IN ('RUNNING', 'CANCELLING') THEN 1 "
+        "resume_requested = CASE WHEN $4 = 1 AND status = 'RUNNING' THEN 1 "
         "ELSE resume_requested END "
         "WHERE id = $1 AND ($4 = 0 OR status NOT IN ('COMPLETED', 'CANCELLED')) "
         "RETURNING current_sequence, status, tenant_id, queue",

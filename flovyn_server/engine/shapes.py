@@ -26,13 +26,23 @@ def tenant(row: Row) -> dict[str, Any]:
 
 WORKFLOW_COLUMNS = (
     "id, tenant_id, kind, queue, status, input, output, error, current_sequence, "
-    "workflow_version, parent_id, child_name, worker_id, retry_attempts, metadata, "
+    "workflow_version, parent_id, child_name, worker_id, retry_attempts, metadata, cancel_requested, "
     "created_at, started_at, completed_at, updated_at"
 )
 SUMMARY_COLUMNS = (
     "id, kind, queue, status, error, parent_id, worker_id, retry_attempts, current_sequence, "
+    "cancel_requested, "
     "created_at, started_at, completed_at, updated_at"
 )
+
+
+OPEN_STATUSES = ("PENDING", "RUNNING", "WAITING")
+
+
+def workflow_status(row: Row) -> str:
+    """The stored status, or CANCELLING while a requested cancellation is not finished."""
+    status: str = row["status"]
+    return "CANCELLING" if row["cancel_requested"] and status in OPEN_STATUSES else status
 
 
 def workflow_summary(row: Row) -> dict[str, Any]:
@@ -40,7 +50,7 @@ def workflow_summary(row: Row) -> dict[str, Any]:
         "id": row["id"],
         "kind": row["kind"],
         "queue": row["queue"],
-        "status": row["status"],
+        "status": workflow_status(row),
         "error": row["error"],
         "parentWorkflowExecutionId": row["parent_id"],
         "workerId": row["worker_id"],
@@ -59,7 +69,7 @@ def workflow(row: Row) -> dict[str, Any]:
         "tenantId": row["tenant_id"],
         "kind": row["kind"],
         "queue": row["queue"],
-        "status": row["status"],
+        "status": workflow_status(row),
         "input": _json(row["input"]),
         "output": _json(row["output"]),
         "error": row["error"],

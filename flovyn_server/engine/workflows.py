@@ -220,11 +220,21 @@ class Workflows:
             if status not in STATUSES:
                 raise bad_request(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
         if statuses:
-            marks = []
+            # CANCELLING is derived (an open status with cancel_requested), so the open
+            # statuses match only executions without a pending cancellation.
+            either = []
             for status in statuses:
+                if status == "CANCELLING":
+                    either.append(
+                        "(cancel_requested = 1 AND status IN ('PENDING', 'RUNNING', 'WAITING'))"
+                    )
+                    continue
                 args.append(status)
-                marks.append(f"${len(args)}")
-            where.append(f"status IN ({', '.join(marks)})")
+                either.append(
+                    f"(status = ${len(args)}"
+                    + (" AND cancel_requested = 0)" if status in shapes.OPEN_STATUSES else ")")
+                )
+            where.append("(" + " OR ".join(either) + ")")
         for field, column in (("kind", "kind"), ("queue", "queue"), ("parentId", "parent_id")):
             if filters.get(field):
                 add(f"{column} = ?", filters[field])
@@ -276,7 +286,7 @@ class Workflows:
         async with self.store.read() as tx:
             row = await self.row(tenant, workflow_id, tx)
             rows = await tx.fetch(
-                "SELECT id, child_name, kind, status, created_at, completed_at "
+                "SELECT id, child_name, kind, status, cancel_requested, created_at, completed_at "
                 "FROM workflow_executions WHERE parent_id = $1 ORDER BY created_at, id",
                 row["id"],
             )
@@ -286,7 +296,7 @@ class Workflows:
                     "childWorkflowExecutionId": r["id"],
                     "childExecutionName": r["child_name"],
                     "kind": r["kind"],
-                    "status": r["status"],
+                    "status": shapes.workflow_status(r),
                     "createdAt": iso(r["created_at"]),
                     "completedAt": iso(r["completed_at"]),
                 }

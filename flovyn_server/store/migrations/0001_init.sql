@@ -65,6 +65,8 @@ CREATE TABLE workflow_executions (
     activation_id INTEGER NOT NULL DEFAULT 0,
     -- set when an unblocking event arrives while a worker holds the execution
     resume_requested INTEGER NOT NULL DEFAULT 0,
+    -- cancellation requested, not yet finished: the API shows the status CANCELLING
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     retry_attempts INTEGER NOT NULL DEFAULT 0,
     metadata TEXT,
     idempotency_key TEXT,
