@@ -11,7 +11,7 @@ import pytest
 from flovyn_server.settings import Settings
 from tests.conftest import find_free_port
 from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
-from tests.integration.helpers import assert_error, trigger
+from tests.integration.helpers import assert_error, execution, trigger
 
 MAX_BODY = 4096
 
@@ -31,7 +31,7 @@ async def _snapshot(f: Flovyn, ref: str) -> dict[str, Any]:
     return {
         "executions": sorted((w["id"], w["status"], w["updatedAt"]) for w in listed["workflows"]),
         "total": listed["total"],
-        "ref": await f.ok("GET", f"P/workflow-executions/{ref}"),
+        "ref": await execution(f, ref),
         "events": await f.events(ref),
     }
 

@@ -12,11 +12,14 @@ import pytest
 
 from flovyn_worker import TaskContext, WorkflowCancelled, WorkflowContext, task, workflow
 from tests.integration.conftest import Flovyn
-from tests.integration.waiting import (
+from tests.integration.helpers import (
     assert_gapless,
+    attempts,
+    children,
     event_types,
     execution,
     of_type,
+    wait_first_child,
     wait_for,
     wait_status,
 )
@@ -82,17 +85,15 @@ async def test_cancel_parent_waiting_on_task_timer_and_child(flovyn: Flovyn) -> 
 
         async def everything_in_flight() -> dict[str, Any] | None:
             tasks = await flovyn.tasks(handle.id)
-            children = (await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/children"))[
-                "children"
-            ]
+            kids = await children(flovyn, handle.id)
             if (
                 len(tasks) == 1
                 and tasks[0]["status"] == "RUNNING"
-                and len(children) == 1
-                and children[0]["status"] == "WAITING"
+                and len(kids) == 1
+                and kids[0]["status"] == "WAITING"
                 and (await execution(flovyn, handle.id))["status"] == "WAITING"
             ):
-                return {"task": tasks[0], "child": children[0]}
+                return {"task": tasks[0], "child": kids[0]}
             return None
 
         found = await wait_for(everything_in_flight, what="task, timer and child in flight")
@@ -123,12 +124,9 @@ async def test_cancel_parent_waiting_on_task_timer_and_child(flovyn: Flovyn) -> 
     assert CALLS == Counter({("long", handle.id): 1, ("cleanup", handle.id): 1})
 
     # the long task: its one attempt was stopped by the cancellation
-    attempts = (
-        await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/tasks/{task_id}/attempts")
-    )["attempts"]
-    assert len(attempts) == 1
-    assert attempts[0]["status"] == "CANCELLED"
-    assert attempts[0]["finishedAt"] is not None
+    (stopped,) = await attempts(flovyn, handle.id, task_id)
+    assert stopped["status"] == "CANCELLED"
+    assert stopped["finishedAt"] is not None
 
     tasks = await flovyn.tasks(handle.id)
     assert [(t["kind"], t["status"]) for t in tasks] == [
@@ -174,17 +172,12 @@ async def test_cancel_parent_waiting_on_task_timer_and_child(flovyn: Flovyn) -> 
 
 async def _snapshot(f: Flovyn, workflow_id: str, child_id: str) -> Any:
     tasks = await f.tasks(workflow_id)
-    attempts = [
-        (await f.ok("GET", f"P/workflow-executions/{workflow_id}/tasks/{t['id']}/attempts"))[
-            "attempts"
-        ]
-        for t in tasks
-    ]
+    tried = [await attempts(f, workflow_id, t["id"]) for t in tasks]
     return (
         await f.events(workflow_id),
         await f.events(child_id),
         tasks,
-        attempts,
+        tried,
         (await execution(f, workflow_id))["status"],
         (await execution(f, child_id))["status"],
         dict(CALLS),
@@ -199,16 +192,7 @@ async def parent_of_child(ctx: WorkflowContext) -> str:
 async def test_cancel_without_cascade_leaves_the_child_running(flovyn: Flovyn) -> None:
     async with flovyn.worker([parent_of_child, waiting_child]), flovyn.client() as client:
         handle = await client.start_workflow(parent_of_child)
-
-        async def child_waiting() -> str | None:
-            children = (await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/children"))[
-                "children"
-            ]
-            if children and children[0]["status"] == "WAITING":
-                return str(children[0]["childWorkflowExecutionId"])
-            return None
-
-        child_id = await wait_for(child_waiting, what="the child to wait")
+        child_id = await wait_first_child(flovyn, handle.id, "WAITING")
         await wait_status(flovyn, handle.id, "WAITING")
         answer = await handle.cancel(cascade_to_children=False)
         assert answer == {"status": "CANCELLING", "cancelledChildren": []}

@@ -7,7 +7,14 @@ from typing import Any
 
 from flovyn_worker import ChildWorkflowFailed, WorkflowContext, workflow
 from tests.integration.conftest import Flovyn
-from tests.integration.waiting import assert_gapless, event_types, execution, of_type, wait_for
+from tests.integration.helpers import (
+    assert_gapless,
+    children,
+    event_types,
+    execution,
+    of_type,
+    wait_first_child,
+)
 
 
 @workflow(name="children-square")
@@ -105,8 +112,7 @@ async def test_three_nested_levels_complete(flovyn: Flovyn) -> None:
         assert await handle.result(timeout=20) == [3, 2, 1, 0]
     chain = [handle.id]
     for depth in (2, 1, 0):
-        children = await flovyn.ok("GET", f"P/workflow-executions/{chain[-1]}/children")
-        (child,) = children["children"]
+        (child,) = await children(flovyn, chain[-1])
         assert child["childExecutionName"] == f"level-{depth}"
         assert child["status"] == "COMPLETED"
         row = await execution(flovyn, child["childWorkflowExecutionId"])
@@ -123,8 +129,8 @@ async def test_children_endpoint_lists_them(flovyn: Flovyn) -> None:
         handle = await client.start_workflow(fanout)
         assert await handle.result(timeout=15) == {"first": 9}
     listed = await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/children")
-    children = listed["children"]
-    assert [set(c) for c in children] == [
+    kids = listed["children"]
+    assert [set(c) for c in kids] == [
         {
             "childWorkflowExecutionId",
             "childExecutionName",
@@ -134,15 +140,15 @@ async def test_children_endpoint_lists_them(flovyn: Flovyn) -> None:
             "completedAt",
         }
     ] * 2
-    assert [(c["childExecutionName"], c["kind"], c["status"]) for c in children] == [
+    assert [(c["childExecutionName"], c["kind"], c["status"]) for c in kids] == [
         ("first", "children-square", "COMPLETED"),
         ("second", "children-explode", "FAILED"),
     ]
     initiated = of_type(await flovyn.events(handle.id), "CHILD_WORKFLOW_INITIATED")
-    assert [c["childWorkflowExecutionId"] for c in children] == [
+    assert [c["childWorkflowExecutionId"] for c in kids] == [
         e["data"]["childWorkflowExecutionId"] for e in initiated
     ]
-    for child in children:
+    for child in kids:
         created = _time(child["createdAt"])
         completed = _time(child["completedAt"])
         assert created <= completed
@@ -179,18 +185,7 @@ async def watcher(ctx: WorkflowContext) -> dict[str, Any]:
 async def test_cancelling_a_child_alone_is_seen_by_the_parent(flovyn: Flovyn) -> None:
     async with flovyn.worker([watcher, sleepy]), flovyn.client() as client:
         handle = await client.start_workflow(watcher)
-
-        async def child_waiting() -> str | None:
-            kids = (await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/children"))[
-                "children"
-            ]
-            return (
-                kids[0]["childWorkflowExecutionId"]
-                if kids and kids[0]["status"] == "WAITING"
-                else None
-            )
-
-        child_id = await wait_for(child_waiting, what="the child to sleep")
+        child_id = await wait_first_child(flovyn, handle.id, "WAITING")
         assert await client.get_handle(child_id).cancel() == {
             "status": "CANCELLING",
             "cancelledChildren": [],

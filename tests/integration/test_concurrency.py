@@ -9,7 +9,13 @@ from typing import Any
 
 from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration.conftest import Flovyn
-from tests.integration.helpers import trigger, wait_for, workflow_total
+from tests.integration.helpers import (
+    assert_gapless,
+    execution,
+    trigger,
+    wait_for,
+    workflow_total,
+)
 
 # --- two SDK workers on one queue ---------------------------------------------------------
 
@@ -48,14 +54,14 @@ async def test_two_workers_never_run_one_task_twice(flovyn: Flovyn) -> None:
         async def all_done() -> bool:
             return await workflow_total(flovyn, "COMPLETED") == WORKFLOWS
 
-        await wait_for(all_done, timeout=60, interval=0.1, what="all workflows to complete")
+        await wait_for(all_done, within=60, interval=0.1, what="all workflows to complete")
 
     duplicates = [key for key, seen in Counter(_ran).items() if seen > 1]
     assert duplicates == []
     assert len(_ran) == WORKFLOWS * FAN_OUT
     ran_ids = {task_id for task_id, _ in _ran}
     for n, wf_id in enumerate(ids):
-        row = await flovyn.ok("GET", f"P/workflow-executions/{wf_id}")
+        row = await execution(flovyn, wf_id)
         assert row["output"] == [10 * (100 * n + i) for i in range(FAN_OUT)]
         tasks = await flovyn.tasks(wf_id)
         assert len(tasks) == FAN_OUT
@@ -63,7 +69,7 @@ async def test_two_workers_never_run_one_task_twice(flovyn: Flovyn) -> None:
             assert (t["status"], t["executionCount"]) == ("COMPLETED", 1), t
             assert t["id"] in ran_ids
         events = await flovyn.events(wf_id)
-        assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+        assert_gapless(events)
         assert Counter(e["eventType"] for e in events) == {
             "WORKFLOW_STARTED": 1,
             "TASK_SCHEDULED": FAN_OUT,
@@ -138,7 +144,7 @@ async def test_concurrent_raw_polls_hand_out_each_item_once(flovyn: Flovyn) -> N
     assert sorted(Counter(wf_ids).values()) == [1] * RAW_WORKFLOWS, Counter(wf_ids)
     assert len(set(wf_ids)) == RAW_WORKFLOWS == await workflow_total(flovyn)
     for worker_id, item in claimed:
-        row = await flovyn.ok("GET", f"P/workflow-executions/{item['workflowExecutionId']}")
+        row = await execution(flovyn, item["workflowExecutionId"])
         assert (row["status"], row["workerId"]) == ("RUNNING", worker_id)
 
     scheduled: list[str] = []

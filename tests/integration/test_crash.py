@@ -17,8 +17,12 @@ from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration import crash_worker
 from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
 from tests.integration.helpers import (
+    ONE_TASK_HISTORY,
+    assert_gapless,
     attempts,
     diagnose,
+    event_types,
+    execution,
     ms_between,
     trigger,
     wait_for,
@@ -58,7 +62,7 @@ async def test_task_of_a_killed_worker_is_retried_by_another(
     # A second worker; it gets the task once the dead one is past the liveness window.
     async with flovyn.worker(crash_worker.WORKFLOWS, crash_worker.TASKS) as rescuer:
         try:
-            row = await wait_status(flovyn, wf_id, timeout=30)
+            row = await wait_status(flovyn, wf_id, within=30)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{await diagnose(flovyn, wf_id)}") from None
     assert row["status"] == "COMPLETED", row
@@ -73,12 +77,7 @@ async def test_task_of_a_killed_worker_is_retried_by_another(
     assert tried[0]["finishedAt"] is not None and tried[0]["durationMs"] >= 0
     assert tried[1]["workerId"] == rescuer.worker_id
     assert ms_between(tried[0]["finishedAt"], tried[1]["startedAt"]) >= 0
-    assert [e["eventType"] for e in await flovyn.events(wf_id)] == [
-        "WORKFLOW_STARTED",
-        "TASK_SCHEDULED",
-        "TASK_COMPLETED",
-        "WORKFLOW_COMPLETED",
-    ]
+    assert event_types(await flovyn.events(wf_id)) == ONE_TASK_HISTORY
 
 
 # --- the server dies with SIGKILL while 200 workflows are in flight -----------------------
@@ -138,7 +137,7 @@ async def test_server_killed_with_work_in_flight_loses_and_doubles_nothing(
             async def some_done() -> bool:
                 return await workflow_total(f, "COMPLETED") >= 10
 
-            await wait_for(some_done, timeout=60, what="the first workflows to complete")
+            await wait_for(some_done, within=60, what="the first workflows to complete")
             server.kill()
             done_at_kill = _completed_runs()
             await asyncio.to_thread(server.start)
@@ -147,7 +146,7 @@ async def test_server_killed_with_work_in_flight_loses_and_doubles_nothing(
                 return await workflow_total(f, "COMPLETED") == WORKFLOW_COUNT
 
             try:
-                await wait_for(all_done, timeout=90, interval=0.2, what="all workflows to complete")
+                await wait_for(all_done, within=90, interval=0.2, what="all workflows to complete")
             except AssertionError:
                 stuck = await f.ok(
                     "GET", "P/workflow-executions",
@@ -171,10 +170,10 @@ async def _check_histories_and_attempts(f: Flovyn, ids: list[str]) -> None:
 
     async def one(n: int, wf_id: str) -> list[dict[str, Any]]:
         async with limit:
-            row = await f.ok("GET", f"P/workflow-executions/{wf_id}")
+            row = await execution(f, wf_id)
             assert (row["status"], row["output"]) == ("COMPLETED", n + 2), row
             events = await f.events(wf_id)
-            assert [e["eventType"] for e in events] == [
+            assert event_types(events) == [
                 "WORKFLOW_STARTED",
                 "TASK_SCHEDULED",
                 "TASK_COMPLETED",
@@ -182,7 +181,7 @@ async def _check_histories_and_attempts(f: Flovyn, ids: list[str]) -> None:
                 "TASK_COMPLETED",
                 "WORKFLOW_COMPLETED",
             ], (wf_id, events)
-            assert [e["sequence"] for e in events] == [1, 2, 3, 4, 5, 6], (wf_id, events)
+            assert_gapless(events)
             assert row["currentSequence"] == 6
             tasks = await f.tasks(wf_id)
             assert [t["status"] for t in tasks] == ["COMPLETED", "COMPLETED"], tasks

@@ -6,7 +6,15 @@ import asyncio
 
 from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration.conftest import ADMIN_KEY, Flovyn
-from tests.integration.helpers import TERMINAL, execution, trigger, ts, wait_status
+from tests.integration.helpers import (
+    ONE_TASK_HISTORY,
+    assert_gapless,
+    event_types,
+    execution,
+    trigger,
+    ts,
+    wait_status,
+)
 
 # --- one task -----------------------------------------------------------------------------
 
@@ -27,13 +35,8 @@ async def test_one_task_workflow_history_and_execution_shape(flovyn: Flovyn) -> 
         assert await handle.result(timeout=20) == {"value": 42}
 
     events = await flovyn.events(handle.id)
-    assert [e["eventType"] for e in events] == [
-        "WORKFLOW_STARTED",
-        "TASK_SCHEDULED",
-        "TASK_COMPLETED",
-        "WORKFLOW_COMPLETED",
-    ]
-    assert [e["sequence"] for e in events] == [1, 2, 3, 4]
+    assert event_types(events) == ONE_TASK_HISTORY
+    assert_gapless(events)
     assert events[0]["data"] == {"input": 14}
     scheduled = events[1]["data"]
     assert scheduled["kind"] == "triple"
@@ -117,7 +120,7 @@ async def test_ten_tasks_in_sequence_and_twenty_fanned_out(flovyn: Flovyn) -> No
     assert fan_result == [n * n for n in range(100, 120)]
 
     seq_events = await flovyn.events(seq.id)
-    assert [e["eventType"] for e in seq_events] == (
+    assert event_types(seq_events) == (
         ["WORKFLOW_STARTED"] + ["TASK_SCHEDULED", "TASK_COMPLETED"] * 10 + ["WORKFLOW_COMPLETED"]
     )
     assert [e["sequence"] for e in seq_events] == list(range(1, 23))
@@ -126,7 +129,7 @@ async def test_ten_tasks_in_sequence_and_twenty_fanned_out(flovyn: Flovyn) -> No
     assert [t["output"] for t in seq_tasks] == seq_result
 
     fan_events = await flovyn.events(fan.id)
-    types = [e["eventType"] for e in fan_events]
+    types = event_types(fan_events)
     # All twenty are scheduled by the first activation, before any completes.
     assert types[:21] == ["WORKFLOW_STARTED"] + ["TASK_SCHEDULED"] * 20
     assert sorted(types[21:-1]) == ["TASK_COMPLETED"] * 20
@@ -193,7 +196,7 @@ async def test_code_change_between_activations_is_a_determinism_violation(
     # Both sides: what the code did now and what the history recorded.
     assert "'step-b'" in error and "'step-a'" in error, error
     # The failed activation appended nothing: no WORKFLOW_EXECUTION_FAILED, no new command.
-    assert [e["eventType"] for e in events_at_failure] == [
+    assert event_types(events_at_failure) == [
         "WORKFLOW_STARTED",
         "TASK_SCHEDULED",
         "TASK_COMPLETED",
@@ -246,14 +249,14 @@ async def test_key_of_a_failed_execution_may_be_reused(flovyn: Flovyn) -> None:
     async with flovyn.worker([always_fails], []):
         status1, first = await flovyn.call("POST", "P/workflows/always-fails/trigger", body)
         assert status1 == 201
-        failed = await wait_status(flovyn, first["workflowExecutionId"], TERMINAL)
+        failed = await wait_status(flovyn, first["workflowExecutionId"])
         assert failed["status"] == "FAILED"
         assert "nope" in failed["error"]
         status2, second = await flovyn.call("POST", "P/workflows/always-fails/trigger", body)
         assert status2 == 201, second
         assert second["idempotencyKeyNew"] is True
         assert second["workflowExecutionId"] != first["workflowExecutionId"]
-        await wait_status(flovyn, second["workflowExecutionId"], TERMINAL)
+        await wait_status(flovyn, second["workflowExecutionId"])
     listed = await flovyn.ok("GET", "P/workflow-executions", params={"kind": "always-fails"})
     assert listed["total"] == 2
 

@@ -11,8 +11,10 @@ import pytest
 
 from flovyn_worker import RetryPolicy, TaskContext, WorkflowContext, task, workflow
 from tests.integration.conftest import Flovyn
-from tests.integration.waiting import (
+from tests.integration.helpers import (
     assert_gapless,
+    attempts,
+    children,
     event_types,
     execution,
     of_type,
@@ -64,11 +66,6 @@ async def _retry(f: Flovyn, workflow_id: str, note: str) -> dict[str, Any]:
     return answer
 
 
-async def _attempts(f: Flovyn, workflow_id: str, task_id: str) -> list[dict[str, Any]]:
-    data = await f.ok("GET", f"P/workflow-executions/{workflow_id}/tasks/{task_id}/attempts")
-    return list(data["attempts"])
-
-
 async def test_retry_after_the_cause_is_fixed(flovyn: Flovyn) -> None:
     async with flovyn.worker([two_steps], [first_step, flaky_step]), flovyn.client() as client:
         handle = await client.start_workflow(two_steps, 4)
@@ -108,10 +105,10 @@ async def test_retry_after_the_cause_is_fixed(flovyn: Flovyn) -> None:
     new_flaky_id = tasks[2]["id"]
     assert new_flaky_id != old_flaky_id
     assert tasks[2]["input"] == 5 and tasks[2]["output"] == 50
-    old_attempts = await _attempts(flovyn, handle.id, old_flaky_id)
+    old_attempts = await attempts(flovyn, handle.id, old_flaky_id)
     assert [a["status"] for a in old_attempts] == ["FAILED", "FAILED"]
     assert all("downstream is down" in a["error"] for a in old_attempts)
-    new_attempts = await _attempts(flovyn, handle.id, new_flaky_id)
+    new_attempts = await attempts(flovyn, handle.id, new_flaky_id)
     assert [a["status"] for a in new_attempts] == ["COMPLETED"]
     assert new_attempts[0]["output"] == 50
     assert ATTEMPTS_BY_TASK[tasks[0]["id"]] == 1
@@ -260,9 +257,7 @@ async def test_retry_schedules_a_failed_child_again(flovyn: Flovyn) -> None:
         handle = await client.start_workflow(parent_of_fragile, 1)
         failed = await wait_status(flovyn, handle.id, "FAILED", within=15)
         assert "child cannot cope" in failed["error"]
-        (old_child,) = (await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/children"))[
-            "children"
-        ]
+        (old_child,) = await children(flovyn, handle.id)
         assert old_child["status"] == "FAILED"
 
         BROKEN["flaky"] = False
@@ -271,13 +266,13 @@ async def test_retry_schedules_a_failed_child_again(flovyn: Flovyn) -> None:
         assert await handle.result(timeout=15) == 200
 
     assert CALLS["first"] == 1
-    children = (await flovyn.ok("GET", f"P/workflow-executions/{handle.id}/children"))["children"]
-    assert [(c["childExecutionName"], c["status"]) for c in children] == [
+    kids = await children(flovyn, handle.id)
+    assert [(c["childExecutionName"], c["status"]) for c in kids] == [
         ("fragile", "FAILED"),
         ("fragile", "COMPLETED"),
     ]
-    assert children[0]["childWorkflowExecutionId"] == old_child["childWorkflowExecutionId"]
-    assert children[1]["childWorkflowExecutionId"] != old_child["childWorkflowExecutionId"]
+    assert kids[0]["childWorkflowExecutionId"] == old_child["childWorkflowExecutionId"]
+    assert kids[1]["childWorkflowExecutionId"] != old_child["childWorkflowExecutionId"]
     # the old child stays as it was: FAILED, not retried itself
     old = await execution(flovyn, old_child["childWorkflowExecutionId"])
     assert old["status"] == "FAILED" and old["retryAttempts"] == 0

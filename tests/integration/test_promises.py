@@ -10,7 +10,7 @@ import pytest
 
 from flovyn_worker import PromiseRejected, PromiseTimeout, WorkflowContext, WorkflowFailed, workflow
 from tests.integration.conftest import Flovyn, new_tenant
-from tests.integration.waiting import (
+from tests.integration.helpers import (
     assert_gapless,
     event_types,
     execution,

@@ -7,7 +7,15 @@ from typing import Any
 
 from flovyn_worker import RetryPolicy, TaskContext, TaskFailed, WorkflowContext, task, workflow
 from tests.integration.conftest import Flovyn
-from tests.integration.helpers import assert_error, attempts, ms_between, wait_status
+from tests.integration.helpers import (
+    ONE_TASK_HISTORY,
+    assert_error,
+    assert_gapless,
+    attempts,
+    event_types,
+    ms_between,
+    wait_status,
+)
 
 INITIAL_MS = 200
 
@@ -50,12 +58,7 @@ async def test_task_retried_with_backoff_keeps_every_attempt_and_its_logs(flovyn
 
     events = await flovyn.events(handle.id)
     # Attempts are not workflow events: one TASK_COMPLETED, no trace of the failures.
-    assert [e["eventType"] for e in events] == [
-        "WORKFLOW_STARTED",
-        "TASK_SCHEDULED",
-        "TASK_COMPLETED",
-        "WORKFLOW_COMPLETED",
-    ]
+    assert event_types(events) == ONE_TASK_HISTORY
     task_id = events[1]["data"]["taskExecutionId"]
     assert events[1]["data"]["maxRetries"] == 3
 
@@ -159,7 +162,7 @@ async def test_workflow_catches_a_failed_task_and_completes(flovyn: Flovyn) -> N
     assert "cannot ship (attempt 2)" in result["error"]
     assert result["kind"] in (None, "broken")
     events = await flovyn.events(handle.id)
-    assert [e["eventType"] for e in events] == [
+    assert event_types(events) == [
         "WORKFLOW_STARTED",
         "TASK_SCHEDULED",
         "TASK_FAILED",
@@ -180,19 +183,19 @@ async def test_uncaught_task_failure_fails_the_workflow(flovyn: Flovyn) -> None:
         )
         assert status == 201
         wf_id = started["workflowExecutionId"]
-        row = await wait_status(flovyn, wf_id, timeout=30)
+        row = await wait_status(flovyn, wf_id, within=30)
     assert row["status"] == "FAILED"
     assert "cannot pack (attempt 2)" in row["error"]
     assert row["output"] is None
     assert row["completedAt"] is not None
     events = await flovyn.events(wf_id)
-    assert [e["eventType"] for e in events] == [
+    assert event_types(events) == [
         "WORKFLOW_STARTED",
         "TASK_SCHEDULED",
         "TASK_FAILED",
         "WORKFLOW_EXECUTION_FAILED",
     ]
-    assert [e["sequence"] for e in events] == [1, 2, 3, 4]
+    assert_gapless(events)
     assert "cannot pack (attempt 2)" in events[2]["data"]["error"]
     assert events[2]["data"]["taskExecutionId"] == events[1]["data"]["taskExecutionId"]
     assert "cannot pack (attempt 2)" in events[3]["data"]["error"]

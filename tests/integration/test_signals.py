@@ -7,7 +7,7 @@ from typing import Any
 
 from flovyn_worker import WorkflowContext, workflow
 from tests.integration.conftest import Flovyn
-from tests.integration.waiting import (
+from tests.integration.helpers import (
     assert_gapless,
     event_types,
     of_type,

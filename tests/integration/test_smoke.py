@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration.conftest import Flovyn
+from tests.integration.helpers import ONE_TASK_HISTORY, assert_gapless, event_types
 
 
 @task(name="double")
@@ -19,10 +20,5 @@ async def test_one_task_workflow(flovyn: Flovyn) -> None:
         handle = await client.start_workflow(one_task, 21)
         assert await handle.result(timeout=20) == 42
     events = await flovyn.events(handle.id)
-    assert [e["eventType"] for e in events] == [
-        "WORKFLOW_STARTED",
-        "TASK_SCHEDULED",
-        "TASK_COMPLETED",
-        "WORKFLOW_COMPLETED",
-    ]
-    assert [e["sequence"] for e in events] == [1, 2, 3, 4]
+    assert event_types(events) == ONE_TASK_HISTORY
+    assert_gapless(events)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from flovyn_server.store import Store, open_store
 from flovyn_server.store.base import migrations
 from flovyn_server.store.sqlite import translate
+from tests.integration.helpers import eventually
 
 INSERT_TENANT = (
     "INSERT INTO tenants (id, name, slug, tier, region, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -47,14 +47,6 @@ class Recorder:
 
     def count(self, key: str) -> int:
         return sum(key in keys for keys in self.calls)
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll `check` until it holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -11,11 +11,13 @@ import aiohttp
 
 from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration.conftest import Flovyn, new_tenant
-from tests.integration.waiting import (
+from tests.integration.helpers import (
+    ONE_TIMER_HISTORY,
     assert_gapless,
     event_types,
     of_type,
     wait_event,
+    wait_for,
     wait_status,
 )
 from tests.serverproc import ServerProcess
@@ -35,12 +37,7 @@ async def test_one_second_sleep_takes_one_to_three_seconds(flovyn: Flovyn) -> No
         elapsed = time.monotonic() - started
     assert 1.0 <= elapsed <= 3.0, elapsed
     events = await flovyn.events(handle.id)
-    assert event_types(events) == [
-        "WORKFLOW_STARTED",
-        "TIMER_STARTED",
-        "TIMER_FIRED",
-        "WORKFLOW_COMPLETED",
-    ]
+    assert event_types(events) == ONE_TIMER_HISTORY
     assert_gapless(events)
     started_event, fired_event = events[1], events[2]
     assert started_event["data"]["durationMs"] == 1000
@@ -72,12 +69,7 @@ async def test_sleep_survives_a_server_crash(database_url: str, tmp_path: Path) 
             events = await f.events(handle.id)
     finally:
         await asyncio.to_thread(server.stop)
-    assert event_types(events) == [
-        "WORKFLOW_STARTED",
-        "TIMER_STARTED",
-        "TIMER_FIRED",
-        "WORKFLOW_COMPLETED",
-    ]
+    assert event_types(events) == ONE_TIMER_HISTORY
     assert_gapless(events)
 
 
@@ -128,12 +120,11 @@ async def test_timer_beats_task(flovyn: Flovyn) -> None:
         assert "TASK_COMPLETED" not in types
         assert types[-1] == "WORKFLOW_COMPLETED"
         assert_gapless(events)
-        # the abandoned task still finishes; the completed workflow's history stays closed
-        (task_row,) = await flovyn.tasks(handle.id)
-        for _ in range(100):
-            if task_row["status"] == "COMPLETED":
-                break
-            await asyncio.sleep(0.05)
+
+        async def task_completed() -> bool:
             (task_row,) = await flovyn.tasks(handle.id)
-        assert task_row["status"] == "COMPLETED"
+            return bool(task_row["status"] == "COMPLETED")
+
+        # the abandoned task still finishes; the completed workflow's history stays closed
+        await wait_for(task_completed, within=5, what="the abandoned task to complete")
     assert await flovyn.events(handle.id) == events
