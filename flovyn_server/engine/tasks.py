@@ -18,6 +18,7 @@ from flovyn_server.domain import (
 )
 from flovyn_server.engine import shapes, validate
 from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import task_key
 from flovyn_server.jsonio import dumps, loads
@@ -464,37 +465,30 @@ class Tasks:
         self, task_id: str, query: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:
         """Logs at or above `level` (a minimum), containing `search`, of one `attempt`."""
-        where: list[str] = ["task_execution_id = $1"]
-        args: list[Any] = [task_id]
+        filters = Filters("task_execution_id = ?", task_id)
         if query.get("level"):
             level = str(query["level"]).upper()
             if level not in LogLevel.__members__:
                 raise bad_request(
                     f"unknown level {query['level']!r}; one of DEBUG, INFO, WARN, ERROR"
                 )
-            args.append(LogLevel(level).rank)
-            where.append(f"level_rank >= ${len(args)}")
+            filters.add("level_rank >= ?", LogLevel(level).rank)
         if query.get("search"):
-            args.append(f"%{str(query['search']).lower()}%")
-            where.append(f"lower(message) LIKE ${len(args)}")
+            filters.add("lower(message) LIKE ?", f"%{str(query['search']).lower()}%")
         if query.get("attempt"):
             try:
-                args.append(int(query["attempt"]))
+                filters.add("attempt = ?", int(query["attempt"]))
             except ValueError:
                 raise bad_request("attempt must be an integer") from None
-            where.append(f"attempt = ${len(args)}")
-        clause = " AND ".join(where)
-        async with self.store.read() as tx:
-            total = await tx.fetchval(f"SELECT count(*) FROM task_logs WHERE {clause}", *args)
-            rows = await tx.fetch(
-                f"SELECT id, level, message, ts, attempt FROM task_logs WHERE {clause} "
-                f"ORDER BY ts, seq LIMIT {int(limit)} OFFSET {int(offset)}",
-                *args,
-            )
-        return {
-            "taskExecutionId": task_id,
-            "logs": [shapes.log(r) for r in rows],
-            "total": int(total),
-            "limit": limit,
-            "offset": offset,
-        }
+        answer = await page(
+            self.store,
+            key="logs",
+            columns="id, level, message, ts, attempt",
+            table="task_logs",
+            filters=filters,
+            order="ts, seq",
+            limit=limit,
+            offset=offset,
+            shape=shapes.log,
+        )
+        return {"taskExecutionId": task_id, **answer}

@@ -7,6 +7,7 @@ from typing import Any
 
 from flovyn_server.domain import bad_request, not_found, now_ms
 from flovyn_server.engine import shapes, validate
+from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tasks import TASK_FOR_UPDATE, end_attempt
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import workflow_key
@@ -156,26 +157,21 @@ class Workers:
     async def list(
         self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:
-        where: list[str] = ["tenant_id = $1"]
-        args: list[Any] = [tenant.id]
+        query = Filters("tenant_id = ?", tenant.id)
         for field in ("type", "status"):
             if filters.get(field):
-                args.append(str(filters[field]).upper())
-                where.append(f"{field} = ${len(args)}")
-        clause = " AND ".join(where)
-        async with self.store.read() as tx:
-            total = await tx.fetchval(f"SELECT count(*) FROM workers WHERE {clause}", *args)
-            rows = await tx.fetch(
-                f"SELECT * FROM workers WHERE {clause} ORDER BY registered_at DESC, id "
-                f"LIMIT {int(limit)} OFFSET {int(offset)}",
-                *args,
-            )
-        return {
-            "workers": [shapes.worker(r) for r in rows],
-            "total": int(total),
-            "limit": limit,
-            "offset": offset,
-        }
+                query.add(f"{field} = ?", str(filters[field]).upper())
+        return await page(
+            self.store,
+            key="workers",
+            columns="*",
+            table="workers",
+            filters=query,
+            order="registered_at DESC, id",
+            limit=limit,
+            offset=offset,
+            shape=shapes.worker,
+        )
 
     async def get(self, tenant: Tenant, worker_id: str) -> dict[str, Any]:
         worker_id = validate.uuid_text(worker_id, "worker id")

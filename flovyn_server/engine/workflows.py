@@ -18,6 +18,7 @@ from flovyn_server.domain import (
 from flovyn_server.engine import shapes, validate
 from flovyn_server.engine.history import append_and_resume
 from flovyn_server.engine.idempotency import claim_key
+from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import workflow_key
 from flovyn_server.jsonio import dumps, loads
@@ -208,13 +209,7 @@ class Workflows:
     async def list(
         self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
     ) -> dict[str, Any]:
-        where: list[str] = ["tenant_id = $1"]
-        args: list[Any] = [tenant.id]
-
-        def add(clause: str, value: Any) -> None:
-            args.append(value)
-            where.append(clause.replace("?", f"${len(args)}"))
-
+        query = Filters("tenant_id = ?", tenant.id)
         statuses = filters.get("status") or []
         for status in statuses:
             if status not in STATUSES:
@@ -222,42 +217,35 @@ class Workflows:
         if statuses:
             # CANCELLING is derived (an open status with cancel_requested), so the open
             # statuses match only executions without a pending cancellation.
-            either = []
+            either, values = [], []
             for status in statuses:
                 if status == "CANCELLING":
                     either.append(
                         "(cancel_requested = 1 AND status IN ('PENDING', 'RUNNING', 'WAITING'))"
                     )
                     continue
-                args.append(status)
-                either.append(
-                    f"(status = ${len(args)}"
-                    + (" AND cancel_requested = 0)" if status in shapes.OPEN_STATUSES else ")")
-                )
-            where.append("(" + " OR ".join(either) + ")")
+                values.append(status)
+                open_only = " AND cancel_requested = 0" if status in shapes.OPEN_STATUSES else ""
+                either.append(f"(status = ?{open_only})")
+            query.add("(" + " OR ".join(either) + ")", *values)
         for field, column in (("kind", "kind"), ("queue", "queue"), ("parentId", "parent_id")):
             if filters.get(field):
-                add(f"{column} = ?", filters[field])
+                query.add(f"{column} = ?", filters[field])
         if filters.get("createdAfter"):
-            add("created_at > ?", parse_iso_ms(filters["createdAfter"]))
+            query.add("created_at > ?", parse_iso_ms(filters["createdAfter"]))
         if filters.get("createdBefore"):
-            add("created_at < ?", parse_iso_ms(filters["createdBefore"]))
-        clause = " AND ".join(where)
-        async with self.store.read() as tx:
-            total = await tx.fetchval(
-                f"SELECT count(*) FROM workflow_executions WHERE {clause}", *args
-            )
-            rows = await tx.fetch(
-                f"SELECT {shapes.SUMMARY_COLUMNS} FROM workflow_executions WHERE {clause} "
-                f"ORDER BY created_at DESC, id DESC LIMIT {int(limit)} OFFSET {int(offset)}",
-                *args,
-            )
-        return {
-            "workflows": [shapes.workflow_summary(r) for r in rows],
-            "total": int(total),
-            "limit": limit,
-            "offset": offset,
-        }
+            query.add("created_at < ?", parse_iso_ms(filters["createdBefore"]))
+        return await page(
+            self.store,
+            key="workflows",
+            columns=shapes.SUMMARY_COLUMNS,
+            table="workflow_executions",
+            filters=query,
+            order="created_at DESC, id DESC",
+            limit=limit,
+            offset=offset,
+            shape=shapes.workflow_summary,
+        )
 
     async def events(
         self, tenant: Tenant, workflow_id: str, since: int, limit: int
