@@ -6,7 +6,7 @@ from typing import Any
 
 from flovyn_server.domain import ApiError, EventType, bad_request, not_found, now_ms
 from flovyn_server.engine import shapes, validate
-from flovyn_server.engine.history import Event, append_events
+from flovyn_server.engine.history import Event, insert_events
 from flovyn_server.engine.tasks import claims_allowed, insert_task
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import DUE_KEY, workflow_key
@@ -153,18 +153,25 @@ class Activations:
                     f"{'COMPLETE_WORKFLOW' if status == 'COMPLETED' else 'FAIL_WORKFLOW'}"
                     " command"
                 )
-            sequence = await append_events(tx, row["id"], events, now)
+            # One UPDATE sets the outcome and reserves the sequences of the new events.
             if terminal is not None:
-                await finish(tx, row, terminal[0], output=terminal[1], error=terminal[2], now=now)
                 final = terminal[0]
+                sequence = await finish(
+                    tx, row, final, output=terminal[1], error=terminal[2], now=now, events=events
+                )
             else:
-                final = await tx.fetchval(
+                after = await tx.fetchrow(
                     "UPDATE workflow_executions SET status = CASE WHEN resume_requested = 1 "
                     "THEN 'PENDING' ELSE 'WAITING' END, resume_requested = 0, worker_id = NULL, "
-                    "updated_at = $2 WHERE id = $1 RETURNING status",
+                    "current_sequence = current_sequence + $3, updated_at = $2 "
+                    "WHERE id = $1 RETURNING status, current_sequence",
                     row["id"],
                     now,
+                    len(events),
                 )
+                assert after is not None
+                final, sequence = after["status"], int(after["current_sequence"])
+                await insert_events(tx, row["id"], events, sequence, now)
                 if final == "PENDING":
                     tx.notify(workflow_key(tenant.id, row["queue"]))
         return {"status": final, "currentSequence": sequence}

@@ -75,10 +75,13 @@ async def cancel_execution(
             await cancel_execution(tx, child_row, reason, True, f"parent {row['id']}", now)
             cancelled_children.append(child["id"])
     if row["started_at"] is None and row["status"] == "PENDING":
-        await append_events(
-            tx, row["id"], [(EventType.WORKFLOW_CANCELLED, {"reason": reason})], now
+        await finish(
+            tx,
+            row,
+            "CANCELLED",
+            now=now,
+            events=[(EventType.WORKFLOW_CANCELLED, {"reason": reason})],
         )
-        await finish(tx, row, "CANCELLED", now=now)
         return "CANCELLED", cancelled_children
     await tx.execute("UPDATE workflow_executions SET cancel_requested = 1 WHERE id = $1", row["id"])
     await resume(tx, row["id"], now)

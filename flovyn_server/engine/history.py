@@ -1,13 +1,15 @@
 """Appending to a workflow's event log and waking the workflow.
 
-Every append goes through `append_events`: it bumps `current_sequence` with one
-UPDATE, which also takes the row lock on PostgreSQL, so appends to one execution are
-serialised and sequences stay gapless whoever appends (worker submit, task
-completion, timer, signal, cancel).
+Every append bumps `current_sequence` with one UPDATE, which also takes the row lock
+on PostgreSQL, and then writes the events as the sequences it reserved: appends to one
+execution are serialised and sequences stay gapless whoever appends (worker submit,
+task completion, timer, signal, cancel). The UPDATE is `append_events` /
+`append_and_resume` here, or the one that also sets a submit's outcome.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flovyn_server.domain import EventType, now_ms
@@ -68,6 +70,17 @@ async def _append(
     if row is None:
         return None
     last = int(row["current_sequence"])
+    await insert_events(tx, workflow_id, events, last, now)
+    if wake and row["status"] == "PENDING":
+        tx.notify(workflow_key(row["tenant_id"], row["queue"]))
+    return last
+
+
+async def insert_events(
+    tx: Tx, workflow_id: str, events: Sequence[Event], last: int, now: int
+) -> None:
+    """Write `events` as the sequences ending at `last`, which an UPDATE of
+    `current_sequence` has just reserved (under the execution's row lock)."""
     if events:
         first = last - len(events) + 1
         await tx.executemany(
@@ -79,6 +92,3 @@ async def _append(
                 for i, (kind, data) in enumerate(events)
             ],
         )
-    if wake and row["status"] == "PENDING":
-        tx.notify(workflow_key(row["tenant_id"], row["queue"]))
-    return last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from flovyn_server import metrics
@@ -16,7 +17,7 @@ from flovyn_server.domain import (
     parse_ttl_ms,
 )
 from flovyn_server.engine import shapes, validate
-from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine.history import Event, append_and_resume, insert_events
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
@@ -86,22 +87,26 @@ async def finish(
     output: Any = None,
     error: str | None = None,
     now: int,
-) -> None:
-    """Mark an execution terminal, drop its pending timers and tell its parent."""
-    await tx.execute(
+    events: Sequence[Event] = (),
+) -> int:
+    """Mark an execution terminal with its last `events`, and tell its parent.
+
+    Returns the execution's last sequence. Its pending timers are left alone: one that
+    fires into a COMPLETED or CANCELLED execution appends nothing, and a FAILED one
+    needs it to fire if it is retried.
+    """
+    last = await tx.fetchval(
         "UPDATE workflow_executions SET status = $2, output = $3, error = $4, completed_at = $5, "
-        "updated_at = $5, resume_requested = 0 WHERE id = $1",
+        "updated_at = $5, resume_requested = 0, current_sequence = current_sequence + $6 "
+        "WHERE id = $1 RETURNING current_sequence",
         row["id"],
         status,
         None if output is None else dumps(output),
         error,
         now,
+        len(events),
     )
-    await tx.execute(
-        "UPDATE timers SET status = 'CANCELLED' WHERE workflow_execution_id = $1 "
-        "AND status = 'PENDING'",
-        row["id"],
-    )
+    await insert_events(tx, row["id"], events, int(last), now)
     metrics.WORKFLOWS.labels(status.lower()).inc()
     if row.get("parent_id"):
         base = {"childExecutionName": row["child_name"], "childWorkflowExecutionId": row["id"]}
@@ -112,6 +117,7 @@ async def finish(
         else:
             event = (EventType.CHILD_WORKFLOW_CANCELLED, base)
         await append_and_resume(tx, row["parent_id"], [event])
+    return int(last)
 
 
 class Workflows:

@@ -379,3 +379,22 @@ async def test_retry_of_a_gather_whose_tasks_both_failed(
         e["data"]["taskExecutionId"] for e in of_type(events, "TASK_SCHEDULED")
     ]
     assert event_types(events).count("WORKFLOW_EXECUTION_FAILED") == 1
+
+
+@workflow(name="retry-timer-pending")
+async def timer_pending(ctx: WorkflowContext, n: int) -> int:
+    nap = ctx.sleep_async(1.5)  # still pending when the task below fails the workflow
+    value = int(await ctx.schedule(flaky_step, n))
+    await nap
+    return value
+
+
+async def test_a_timer_pending_at_failure_still_fires_for_the_retry(flovyn: Flovyn) -> None:
+    async with flovyn.worker([timer_pending], [flaky_step]), flovyn.client() as client:
+        handle = await client.start_workflow(timer_pending, 4)
+        await wait_status(flovyn, handle.id, "FAILED")
+        BROKEN["flaky"] = False
+        await flovyn.ok("POST", f"P/workflow-executions/{handle.id}/retry", {})
+        assert await handle.result(timeout=20) == 40
+    types = event_types(await flovyn.events(handle.id))
+    assert types.count("TIMER_STARTED") == 1 and types.count("TIMER_FIRED") == 1
