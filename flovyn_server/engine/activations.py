@@ -7,7 +7,7 @@ from typing import Any
 from flovyn_server.domain import ApiError, EventType, bad_request, not_found, now_ms
 from flovyn_server.engine import shapes, validate
 from flovyn_server.engine.history import Event, insert_events
-from flovyn_server.engine.tasks import claims_allowed, insert_task
+from flovyn_server.engine.tasks import ONLINE_CLAIMER, insert_task
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import DUE_KEY, workflow_key
 from flovyn_server.engine.workflows import create_execution, finish
@@ -33,13 +33,13 @@ class Activations:
         now = now_ms()
         marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
         async with self.store.transaction() as tx:
-            if not await claims_allowed(tx, tenant.id, worker_id):
-                return []
             rows = await tx.fetch(
-                "UPDATE workflow_executions SET status = 'RUNNING', worker_id = $1, "
+                ONLINE_CLAIMER + "UPDATE workflow_executions SET status = 'RUNNING', "
+                "worker_id = $1, "
                 "activation_id = activation_id + 1, resume_requested = 0, "
                 "started_at = COALESCE(started_at, $2), updated_at = $2 "
-                "WHERE id IN (SELECT id FROM workflow_executions WHERE tenant_id = $3 "
+                "WHERE EXISTS (SELECT 1 FROM claimer) AND id IN (SELECT id "
+                "FROM workflow_executions WHERE tenant_id = $3 "
                 f"AND queue = $4 AND status = 'PENDING' AND kind IN ({marks}) "
                 "ORDER BY available_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
                 "RETURNING id, kind, queue, input, retry_attempts, parent_id, activation_id",

@@ -170,21 +170,16 @@ async def end_attempt(
     return {"status": final}
 
 
-async def claims_allowed(tx: Tx, tenant_id: str, worker_id: str) -> bool:
-    """Whether `worker_id` is ONLINE and may claim work, locking its row for the claim.
-
-    A long poll can outlive its worker (a crashed process does not close the request
-    at once); a claim made for a worker already marked OFFLINE would never be
-    released. The lock keeps the liveness reaper from marking the worker OFFLINE
-    between this check and the claim's commit (the reaper skips locked rows and
-    catches the worker, with what it just claimed, on its next pass).
-    """
-    row = await tx.fetchrow(
-        "SELECT id FROM workers WHERE id = $1 AND tenant_id = $2 AND status = 'ONLINE' FOR UPDATE",
-        worker_id,
-        tenant_id,
-    )
-    return row is not None
+# Prefix of both claim UPDATEs ($1 the worker, $3 its tenant), which also add
+# `AND EXISTS (SELECT 1 FROM claimer)`: only an ONLINE worker claims. A long poll can
+# outlive its worker (a crashed process does not close the request at once), and a claim
+# made for a worker already marked OFFLINE would never be released. The row lock keeps the
+# liveness reaper from marking the worker OFFLINE before the claim commits (the reaper
+# skips locked rows and catches the worker, with what it just claimed, on its next pass).
+ONLINE_CLAIMER = (
+    "WITH claimer AS (SELECT id FROM workers WHERE id = $1 AND tenant_id = $3 "
+    "AND status = 'ONLINE' FOR UPDATE) "
+)
 
 
 TASK_FOR_UPDATE = (
@@ -210,14 +205,13 @@ class Tasks:
         now = now_ms()
         marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
         async with self.store.transaction() as tx:
-            if not await claims_allowed(tx, tenant.id, worker_id):
-                return []
             rows = await tx.fetch(
-                "UPDATE task_executions SET status = 'RUNNING', worker_id = $1, "
+                ONLINE_CLAIMER + "UPDATE task_executions SET status = 'RUNNING', worker_id = $1, "
                 "execution_count = execution_count + 1, started_at = COALESCE(started_at, $2), "
                 "attempt_deadline = CASE WHEN timeout_ms IS NULL THEN NULL "
                 "ELSE $2 + timeout_ms END, updated_at = $2 "
-                "WHERE id IN (SELECT id FROM task_executions WHERE tenant_id = $3 AND queue = $4 "
+                "WHERE EXISTS (SELECT 1 FROM claimer) AND id IN (SELECT id FROM task_executions "
+                "WHERE tenant_id = $3 AND queue = $4 "
                 f"AND status = 'PENDING' AND retry_at <= $2 AND kind IN ({marks}) "
                 "ORDER BY retry_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
                 "RETURNING id, kind, input, execution_count, workflow_execution_id, queue, timeout_ms",
