@@ -214,13 +214,19 @@ class WorkflowContext:
         name: str,
         *,
         timeout: timedelta | float | None = None,  # noqa: ASYNC109 - the promise's deadline
+        idempotency_key: str | None = None,
     ) -> Any:
         """Create a durable promise named ``name`` and wait until it is settled from
-        outside. Raises ``PromiseRejected`` or ``PromiseTimeout``."""
-        return await self.promise_async(name, timeout=timeout)
+        outside (by its id, ``<executionId>:<name>``, or ``key:<idempotency_key>`` when a
+        key is given). Raises ``PromiseRejected`` or ``PromiseTimeout``."""
+        return await self.promise_async(name, timeout=timeout, idempotency_key=idempotency_key)
 
     def promise_async(
-        self, name: str, *, timeout: timedelta | float | None = None
+        self,
+        name: str,
+        *,
+        timeout: timedelta | float | None = None,
+        idempotency_key: str | None = None,
     ) -> PromiseHandle:
         """Create a durable promise now and return its handle."""
         s = self._s
@@ -231,6 +237,8 @@ class WorkflowContext:
         timeout_ms = to_millis(timeout)
         if timeout_ms is not None:
             command["timeoutMs"] = timeout_ms
+        if idempotency_key is not None:
+            command["idempotencyKey"] = idempotency_key
         recorded = s.history.next("promise")
         promise_id: str | None = None
         if recorded is not None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from flovyn_server.domain import ApiError, EventType, bad_request, not_found, now_ms
+from flovyn_server.domain import (
+    ApiError,
+    EventType,
+    bad_request,
+    not_found,
+    now_ms,
+    parse_ttl_ms,
+)
 from flovyn_server.engine import shapes, validate
 from flovyn_server.engine.history import Event, insert_events
+from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.tasks import ONLINE_CLAIMER, insert_task
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import DUE_KEY, workflow_key
@@ -298,10 +307,11 @@ class Activations:
 async def create_promise(
     tx: Tx, tenant: Tenant, wf: dict[str, Any], cmd: dict[str, Any], now: int
 ) -> Event | None:
-    import uuid
-
+    """A named promise of the execution; with `idempotencyKey` it can also be settled as
+    `key:<idempotencyKey>` (a key stays bound while its promise is pending)."""
     name = validate.string(cmd, "promiseName")
     timeout = validate.integer(cmd, "timeoutMs", None, lo=0)
+    key = validate.string(cmd, "idempotencyKey", None, max_len=512)
     promise_id = str(uuid.uuid4())
     inserted = await tx.execute(
         "INSERT INTO promises (id, tenant_id, workflow_execution_id, name, status, timeout_at, "
@@ -316,9 +326,32 @@ async def create_promise(
     )
     if not inserted:
         return None
+    if key is not None:
+
+        async def settled(target: str) -> bool:
+            status = await tx.fetchval("SELECT status FROM promises WHERE id = $1", target)
+            return status != "PENDING"
+
+        ttl = parse_ttl_ms(cmd.get("idempotencyKeyTTL"))
+        holder = await claim_key(
+            tx,
+            tenant.id,
+            "promise",
+            key,
+            target_id=promise_id,
+            ttl_ms=ttl,
+            now=now,
+            reusable=settled,
+        )
+        if holder is not None:
+            raise ApiError(
+                409, "ID_CONFLICT", f"promise key {key!r} belongs to another pending promise"
+            )
     if timeout is not None:
         tx.notify(DUE_KEY)
     data: dict[str, Any] = {"promiseId": promise_id, "promiseName": name}
     if timeout is not None:
         data["timeoutMs"] = timeout
+    if key is not None:
+        data["idempotencyKey"] = key
     return (EventType.PROMISE_CREATED, data)

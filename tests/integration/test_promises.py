@@ -170,3 +170,25 @@ async def test_promise_names_with_reserved_characters(flovyn: Flovyn, name: str)
         answer = await client.resolve_promise(f"{handle.id}:{name}", {"for": name})
         assert answer == {"promiseId": created["data"]["promiseId"], "resolved": True}
         assert await handle.result(timeout=10) == {"for": name}
+
+
+@workflow(name="promise-keyed")
+async def keyed_promise(ctx: WorkflowContext, key: str) -> Any:
+    return await ctx.promise("payment", idempotency_key=key)
+
+
+async def test_a_keyed_promise_is_settled_by_its_key(flovyn: Flovyn) -> None:
+    async with flovyn.worker([keyed_promise]), flovyn.client() as client:
+        handle = await client.start_workflow(keyed_promise, "pay-77")
+        await wait_event(flovyn, handle.id, "PROMISE_CREATED")
+        first = await client.resolve_promise("key:pay-77", {"paid": True})
+        assert first["resolved"] is True
+        again = await client.resolve_promise("key:pay-77", {"paid": False})
+        assert again == {
+            "promiseId": first["promiseId"],
+            "resolved": False,
+            "alreadyResolved": True,
+        }
+        assert await handle.result(timeout=20) == {"paid": True}
+    status, body = await flovyn.call("POST", "P/promises/key:no-such-key/resolve", {"value": 1})
+    assert status == 404 and body["code"] == "NOT_FOUND"
