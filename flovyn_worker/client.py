@@ -143,6 +143,7 @@ class Client:
         idempotency_key: str | None,
         queue: str | None,
         metadata: dict[str, str] | None,
+        signal: dict[str, Any] | None = None,
     ) -> WorkflowHandle:
         kind, definition = workflow_kind(workflow)
         body: dict[str, Any] = {"input": {} if input is None else to_jsonable(input)}
@@ -152,6 +153,8 @@ class Client:
             body["idempotencyKey"] = idempotency_key
         if metadata:
             body["metadata"] = metadata
+        if signal is not None:
+            body["signal"] = signal
         status, answer = await self._transport.request_with_status(
             "POST", f"/workflows/{quote_segment(kind)}/trigger", body
         )
@@ -194,12 +197,17 @@ class Client:
         signal_value: Any = None,
         queue: str | None = None,
     ) -> WorkflowHandle:
-        """Start the workflow unless ``idempotency_key`` already names one, then signal it."""
-        handle = await self._trigger(
-            workflow, input, idempotency_key=idempotency_key, queue=queue, metadata=None
+        """Signal the execution that ``idempotency_key`` names while it is running, or
+        start a new one and signal it: one request, one transaction on the server."""
+        signal = {"signalName": signal_name, "value": to_jsonable(signal_value)}
+        return await self._trigger(
+            workflow,
+            input,
+            idempotency_key=idempotency_key,
+            queue=queue,
+            metadata=None,
+            signal=signal,
         )
-        await handle.signal(signal_name, signal_value)
-        return handle
 
     async def resolve_promise(self, identifier: str, value: Any = None) -> dict[str, Any]:
         """Resolve a promise by id, ``key:<idempotencyKey>`` or ``<executionId>:<name>``."""

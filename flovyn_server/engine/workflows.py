@@ -136,6 +136,14 @@ class Workflows:
         ttl_ms = parse_ttl_ms(body.get("idempotencyKeyTTL"))
         metadata = validate.string_map(body, "metadata")
         input_value = body.get("input", {})
+        # Signal-with-start: reuse the key's execution only while it is open, then signal it.
+        signal = body.get("signal")
+        if signal is not None:
+            signal = validate.body_object(signal)
+            validate.string(signal, "signalName")
+            if key is None:
+                raise bad_request("a trigger with a signal needs an idempotencyKey")
+        reusable = self._ended if signal is not None else self._failed
         if len(kind) > 256:
             raise bad_request("workflow kind is too long")
         now, new_id = now_ms(), str(uuid.uuid4())
@@ -150,7 +158,7 @@ class Workflows:
                     target_id=new_id,
                     ttl_ms=ttl_ms,
                     now=now,
-                    reusable=lambda target: self._failed(tx, target),
+                    reusable=lambda target: reusable(tx, target),
                 )
             if existing is None:
                 await create_execution(
@@ -180,6 +188,20 @@ class Workflows:
                 )
                 assert found is not None
                 row = found
+            if signal is not None:
+                sequence = await append_and_resume(
+                    tx,
+                    row["id"],
+                    [
+                        (
+                            EventType.SIGNAL_RECEIVED,
+                            {
+                                "signalName": signal["signalName"],
+                                "signalValue": signal.get("value"),
+                            },
+                        )
+                    ],
+                )
         base = f"/api/tenants/{tenant.slug}/workflow-executions/{row['id']}"
         answer = {
             "workflowExecutionId": row["id"],
@@ -190,12 +212,19 @@ class Workflows:
             "idempotencyKeyNew": key is not None and existing is None,
             "links": {"self": base, "events": f"{base}/events"},
         }
+        if signal is not None:
+            answer["signalEventSequence"] = sequence
         return answer, existing is None
 
     @staticmethod
     async def _failed(tx: Tx, target: str) -> bool:
         status = await tx.fetchval("SELECT status FROM workflow_executions WHERE id = $1", target)
         return status in (None, "FAILED")
+
+    @staticmethod
+    async def _ended(tx: Tx, target: str) -> bool:
+        status = await tx.fetchval("SELECT status FROM workflow_executions WHERE id = $1", target)
+        return status in (None, "COMPLETED", "FAILED", "CANCELLED")
 
     async def row(self, tenant: Tenant, workflow_id: str, tx: Tx | None = None) -> dict[str, Any]:
         workflow_id = validate.uuid_text(workflow_id, "workflow execution id")

@@ -197,3 +197,30 @@ async def test_signal_raced_against_a_timer(flovyn: Flovyn) -> None:
     types = event_types(events)
     assert types.count("TIMER_FIRED") == 1
     assert types.count("TIMER_CANCELLED") == 1
+
+
+@workflow(name="signals-one")
+async def take_one(ctx: WorkflowContext, _: Any) -> Any:
+    return await ctx.wait_for_signal("go")
+
+
+async def test_signal_with_start_starts_anew_once_the_keyed_one_ended(flovyn: Flovyn) -> None:
+    async with flovyn.worker([take_one]), flovyn.client() as client:
+        first = await client.signal_with_start(
+            take_one, None, idempotency_key="order-9", signal_name="go", signal_value=1
+        )
+        assert first.created and await first.result(timeout=20) == 1
+        second = await client.signal_with_start(
+            take_one, None, idempotency_key="order-9", signal_name="go", signal_value=2
+        )
+        assert second.created and second.id != first.id
+        assert await second.result(timeout=20) == 2
+    # A plain trigger with the key still answers the latest execution, not a new one.
+    status, body = await flovyn.call(
+        "POST", "P/workflows/signals-one/trigger", {"idempotencyKey": "order-9"}
+    )
+    assert status == 200 and body["workflowExecutionId"] == second.id
+    status, body = await flovyn.call(
+        "POST", "P/workflows/signals-one/trigger", {"signal": {"signalName": "go"}}
+    )
+    assert status == 400 and "idempotencyKey" in body["error"]
