@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,8 +15,6 @@ from flovyn_server.engine.wake import task_key, workflow_key
 
 routes = web.RouteTableDef()
 W = "/api/tenants/{slug}/worker"
-
-Claim = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 async def _long_poll(request: web.Request, what: str) -> web.Response:
@@ -47,22 +44,20 @@ async def _long_poll(request: web.Request, what: str) -> web.Response:
     items: list[dict[str, Any]] = []
     metrics.WAITING_POLLS.inc()
     try:
-        while kinds:
+        while True:
             with eng.hub.waiter(key) as waiter:
                 if request.transport is None:
                     break  # the poller hung up (or died): claim nothing that would be lost
-                items = await claim()
+                items = await claim() if kinds else []
                 remaining = deadline - asyncio.get_running_loop().time()
                 if items or remaining <= 0 or eng.hub.closed:
                     break
-                if what == "tasks":
+                if what == "tasks" and kinds:
                     # A retry becomes due without any commit to wake us: wait until then.
                     due = await eng.tasks.next_retry_at(t, queue, kinds)
                     if due is not None:
                         remaining = min(remaining, max((due - now_ms()) / 1000, 0.001))
                 await waiter.wait(remaining)
-        else:
-            await asyncio.sleep(max(deadline - asyncio.get_running_loop().time(), 0))
     finally:
         metrics.WAITING_POLLS.dec()
     return json({"activations" if what == "workflows" else "tasks": items})
