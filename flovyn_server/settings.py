@@ -26,7 +26,6 @@ class Settings:
     liveness_timeout_ms: int = 30_000
     heartbeat_interval_ms: int = 5_000
     max_poll_timeout_ms: int = 60_000
-    metrics_public: bool = True
     postgres_pool_size: int = 10
 
     @property
@@ -56,6 +55,8 @@ class Settings:
             s.liveness_timeout_ms = int(v)
         if v := env.get("FLOVYN_HEARTBEAT_INTERVAL_MS"):
             s.heartbeat_interval_ms = int(v)
+        if v := env.get("FLOVYN_POSTGRES_POOL_SIZE"):
+            s.postgres_pool_size = int(v)
         for key, value in overrides.items():
             if value is not None:
                 if key == "data_dir":
