@@ -16,9 +16,13 @@ def _server(args: argparse.Namespace) -> int:
     from flovyn_server.app import create_app
     from flovyn_server.settings import Settings
 
-    settings = Settings.from_env(
-        host=args.host, port=args.port, data_dir=args.data_dir, database=args.database
-    )
+    try:
+        settings = Settings.from_env(
+            host=args.host, port=args.port, data_dir=args.data_dir, database=args.database
+        )
+    except ValueError as exc:  # e.g. FLOVYN_PORT=abc
+        print(f"flovyn server: bad FLOVYN_* setting: {exc}", file=sys.stderr)
+        return 2
     if not settings.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         print(
             f"flovyn server: unsupported database URL {settings.database_url!r}: "
