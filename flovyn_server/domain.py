@@ -21,30 +21,8 @@ class WorkflowStatus(StrEnum):
 TERMINAL_WORKFLOW = frozenset(
     {WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
 )
-
-
-class TaskStatus(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-TERMINAL_TASK = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-
-
-class AttemptStatus(StrEnum):
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    TIMEOUT = "TIMEOUT"
-    CANCELLED = "CANCELLED"
-
-
-class WorkerStatus(StrEnum):
-    ONLINE = "ONLINE"
-    OFFLINE = "OFFLINE"
+# Stored statuses a worker may still act on; CANCELLING is shown, never stored.
+OPEN_WORKFLOW = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.WAITING)
 
 
 class LogLevel(StrEnum):
@@ -108,10 +86,6 @@ def not_found(what: str) -> ApiError:
 
 def bad_request(message: str, details: dict[str, Any] | None = None) -> ApiError:
     return ApiError(400, "BAD_REQUEST", message, details)
-
-
-def conflict(code: str, message: str) -> ApiError:
-    return ApiError(409, code, message)
 
 
 def now_ms() -> int:

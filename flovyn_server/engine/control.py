@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flovyn_server.domain import ApiError, EventType, bad_request, not_found, now_ms
+from flovyn_server.domain import (
+    TERMINAL_WORKFLOW,
+    ApiError,
+    EventType,
+    bad_request,
+    not_found,
+    now_ms,
+)
 from flovyn_server.engine import validate
 from flovyn_server.engine.history import Event, append_and_resume, append_events, resume
 from flovyn_server.engine.tenants import Tenant
@@ -13,7 +20,6 @@ from flovyn_server.engine.workflows import finish
 from flovyn_server.jsonio import dumps
 from flovyn_server.store.base import Store, Tx
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 _ROW = (
     "SELECT id, tenant_id, kind, queue, status, parent_id, child_name, started_at, "
     "retry_attempts FROM workflow_executions WHERE id = $1 FOR UPDATE"
@@ -100,7 +106,7 @@ class Control:
         cascade = validate.boolean(body, "cascadeToChildren", True)
         async with self.store.transaction() as tx:
             row = await _locked(tx, tenant, workflow_id)
-            if row["status"] in TERMINAL:
+            if row["status"] in TERMINAL_WORKFLOW:
                 return {"status": "ALREADY_TERMINAL", "cancelledChildren": []}
             status, children = await cancel_execution(tx, row, reason, cascade, "api", now_ms())
         return {"status": status, "cancelledChildren": children}
@@ -148,7 +154,7 @@ class Control:
         name = validate.string(body, "signalName")
         async with self.store.transaction() as tx:
             row = await _locked(tx, tenant, workflow_id)
-            if row["status"] in TERMINAL:
+            if row["status"] in TERMINAL_WORKFLOW:
                 raise ApiError(
                     409,
                     "WORKFLOW_TERMINAL",

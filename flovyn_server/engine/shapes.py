@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flovyn_server.domain import iso
+from flovyn_server.domain import OPEN_WORKFLOW, iso
 from flovyn_server.jsonio import loads
 from flovyn_server.store.base import Row
 
@@ -36,13 +36,10 @@ SUMMARY_COLUMNS = (
 )
 
 
-OPEN_STATUSES = ("PENDING", "RUNNING", "WAITING")
-
-
 def workflow_status(row: Row) -> str:
     """The stored status, or CANCELLING while a requested cancellation is not finished."""
     status: str = row["status"]
-    return "CANCELLING" if row["cancel_requested"] and status in OPEN_STATUSES else status
+    return "CANCELLING" if row["cancel_requested"] and status in OPEN_WORKFLOW else status
 
 
 def workflow_summary(row: Row) -> dict[str, Any]:

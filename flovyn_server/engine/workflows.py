@@ -8,7 +8,9 @@ from typing import Any
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
+    OPEN_WORKFLOW,
     EventType,
+    WorkflowStatus,
     bad_request,
     iso,
     not_found,
@@ -25,7 +27,7 @@ from flovyn_server.engine.wake import workflow_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.store.base import Store, Tx
 
-STATUSES = ("PENDING", "RUNNING", "WAITING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
+STATUSES = tuple(WorkflowStatus)
 
 
 async def create_execution(
@@ -260,7 +262,7 @@ class Workflows:
                     )
                     continue
                 values.append(status)
-                open_only = " AND cancel_requested = 0" if status in shapes.OPEN_STATUSES else ""
+                open_only = " AND cancel_requested = 0" if status in OPEN_WORKFLOW else ""
                 either.append(f"(status = ?{open_only})")
             query.add("(" + " OR ".join(either) + ")", *values)
         for field, column in (("kind", "kind"), ("queue", "queue"), ("parentId", "parent_id")):

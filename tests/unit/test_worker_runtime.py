@@ -494,7 +494,7 @@ async def test_client_signal_cancel_promises_events_and_errors(fake: FakeServer)
         assert info.value.message == "workflow execution not found"
 
 
-async def test_signal_with_start_triggers_with_the_key_then_signals(fake: FakeServer) -> None:
+async def test_signal_with_start_is_one_trigger_with_the_signal(fake: FakeServer) -> None:
     fake.routes[("POST", "/workflows/hello-flow/trigger")] = lambda body: {
         "workflowExecutionId": EID,
         "status": "RUNNING",
@@ -510,10 +510,10 @@ async def test_signal_with_start_triggers_with_the_key_then_signals(fake: FakeSe
             signal_value={"sku": 1},
         )
     assert handle.created is False
-    assert fake.posts("/workflows/hello-flow/trigger")[0]["idempotencyKey"] == "cart-1"
-    assert fake.posts(f"/workflow-executions/{EID}/signal") == [
-        {"signalName": "add", "value": {"sku": 1}}
-    ]
+    (sent,) = fake.posts("/workflows/hello-flow/trigger")
+    assert sent["idempotencyKey"] == "cart-1"
+    assert sent["signal"] == {"signalName": "add", "value": {"sku": 1}}
+    assert fake.posts(f"/workflow-executions/{EID}/signal") == []  # no second request
 
 
 # -- worker + client against a miniature engine --
