@@ -47,8 +47,14 @@ async def _long_poll(request: web.Request, what: str) -> web.Response:
         while True:
             with eng.hub.waiter(key) as waiter:
                 if request.transport is None:
-                    break  # the poller hung up (or died): claim nothing that would be lost
+                    # The poller hung up (or died): claim nothing that would be lost, and
+                    # hand a wake-up meant for us to another poll.
+                    if waiter.event.is_set():
+                        eng.hub.wake([key])
+                    break
                 items = await claim() if kinds else []
+                if len(items) == max_items:
+                    eng.hub.wake([key])  # a full batch: more may be waiting for another poll
                 remaining = deadline - asyncio.get_running_loop().time()
                 if items or remaining <= 0 or eng.hub.closed:
                     break

@@ -40,20 +40,21 @@ class Waiter:
             return False
 
     def __enter__(self) -> Waiter:
-        self._hub._waiters[self.key].add(self)
+        self._hub._waiters[self.key][self] = None
         return self
 
     def __exit__(self, *_exc: object) -> None:
         waiters = self._hub._waiters.get(self.key)
         if waiters is not None:
-            waiters.discard(self)
+            waiters.pop(self, None)
             if not waiters:
                 del self._hub._waiters[self.key]
 
 
 class WakeHub:
     def __init__(self) -> None:
-        self._waiters: defaultdict[str, set[Waiter]] = defaultdict(set)
+        # Insertion-ordered, so the longest-waiting poll is woken first.
+        self._waiters: defaultdict[str, dict[Waiter, None]] = defaultdict(dict)
         self.closed = False
 
     def close(self) -> None:
@@ -67,9 +68,18 @@ class WakeHub:
         return Waiter(self, key)
 
     def wake(self, keys: Iterable[str]) -> None:
+        """Wake one idle waiter per key.
+
+        Waking all of them would send every poll of a queue to the database for one new
+        item, all but one to come back empty. The woken poll claims a batch; if the batch
+        came back full (more may be waiting) or it leaves without claiming, it passes the
+        wake-up on with `wake` again.
+        """
         for key in keys:
             for waiter in self._waiters.get(key, ()):
-                waiter.event.set()
+                if not waiter.event.is_set():
+                    waiter.event.set()
+                    break
 
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
