@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -52,3 +55,10 @@ WAITING_POLLS = Gauge(
     "Worker long-polls currently held open",
     registry=REGISTRY,
 )
+
+
+@lru_cache(maxsize=4096)
+def labelled(metric: Any, *labels: str) -> Any:
+    """The child of `metric` for `labels`, looked up once: prometheus-client's
+    `.labels()` costs more than the count itself, and these run on every request."""
+    return metric.labels(*labels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -82,3 +83,21 @@ def multi(request: web.Request, name: str) -> list[str]:
     for raw in request.query.getall(name, []):
         values.extend(v.strip() for v in raw.split(",") if v.strip())
     return values
+
+
+Action = Callable[[Tenant, str, dict[str, Any]], Awaitable[Any]]
+
+
+def body_action(
+    pick: Callable[[Engine], Action], param: str = "id"
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler for `POST .../{param}/...` with a JSON object body: it calls the engine
+    method `pick(engine)` with the tenant, the path parameter and the body."""
+
+    async def handler(request: web.Request) -> web.Response:
+        call = pick(engine(request))
+        return json(
+            await call(tenant(request), request.match_info[param], await body_object(request))
+        )
+
+    return handler

@@ -2,60 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
-from flovyn_server.api.common import body_object, engine, json, tenant
+from flovyn_server.api.common import body_action
 
 routes = web.RouteTableDef()
 P = "/api/tenants/{slug}"
 
-
-@routes.post(P + "/workflow-executions/{id}/cancel")
-async def cancel(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).control.cancel(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(P + "/workflow-executions/{id}/retry")
-async def retry(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).control.retry(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(P + "/workflow-executions/{id}/signal")
-async def signal(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).control.signal(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(P + "/promises/{identifier}/resolve")
-async def resolve_promise(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).control.settle_promise(
-            tenant(request),
-            request.match_info["identifier"],
-            await body_object(request),
-            resolve=True,
-        )
-    )
-
-
-@routes.post(P + "/promises/{identifier}/reject")
-async def reject_promise(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).control.settle_promise(
-            tenant(request),
-            request.match_info["identifier"],
-            await body_object(request),
-            resolve=False,
-        )
-    )
+E = P + "/workflow-executions/{id}"
+routes.post(E + "/cancel")(body_action(lambda e: e.control.cancel))
+routes.post(E + "/retry")(body_action(lambda e: e.control.retry))
+routes.post(E + "/signal")(body_action(lambda e: e.control.signal))
+routes.post(P + "/promises/{identifier}/resolve")(
+    body_action(lambda e: partial(e.control.settle_promise, resolve=True), "identifier")
+)
+routes.post(P + "/promises/{identifier}/reject")(
+    body_action(lambda e: partial(e.control.settle_promise, resolve=False), "identifier")
+)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -102,10 +101,6 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-_request_counters: dict[tuple[str, str, int], Any] = {}
-_request_timers: dict[tuple[str, str], Any] = {}
-
-
 @web.middleware
 async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route.resource
@@ -117,15 +112,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = response.status
         return response
     finally:
-        # Label lookups are cached: prometheus-client's .labels() costs more than the count.
-        key = (request.method, name)
-        timer = _request_timers.get(key)
-        if timer is None:
-            timer = _request_timers[key] = metrics.REQUEST_SECONDS.labels(*key)
-        counter = _request_counters.get((*key, status))
-        if counter is None:
-            counter = _request_counters[(*key, status)] = metrics.REQUESTS.labels(
-                request.method, name, str(status)
-            )
-        counter.inc()
-        timer.observe(time.perf_counter() - start)
+        metrics.labelled(metrics.REQUESTS, request.method, name, str(status)).inc()
+        metrics.labelled(metrics.REQUEST_SECONDS, request.method, name).observe(
+            time.perf_counter() - start
+        )

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from flovyn_server import metrics
-from flovyn_server.api.common import body_object, engine, json, tenant
+from flovyn_server.api.common import body_action, body_object, engine, json, tenant
 from flovyn_server.domain import now_ms
 from flovyn_server.engine import validate
 from flovyn_server.engine.wake import task_key, workflow_key
@@ -98,58 +98,15 @@ async def poll_tasks(request: web.Request) -> web.Response:
     return await _long_poll(request, "tasks")
 
 
-@routes.post(W + "/workflows/{id}/submit")
-async def submit(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).activations.submit(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(W + "/workflows/{id}/fail-activation")
-async def fail_activation(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).activations.fail_activation(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(W + "/tasks/{id}/complete")
-async def complete_task(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).tasks.complete(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(W + "/tasks/{id}/fail")
-async def fail_task(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).tasks.fail(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(W + "/tasks/{id}/progress")
-async def task_progress(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).tasks.progress(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
-
-
-@routes.post(W + "/tasks/{id}/heartbeat")
-async def task_heartbeat(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).tasks.heartbeat(
-            tenant(request), request.match_info["id"], await body_object(request)
-        )
-    )
+# Results of held work: the path's id, the worker's JSON body, the engine decides.
+routes.post(W + "/workflows/{id}/submit")(body_action(lambda e: e.activations.submit))
+routes.post(W + "/workflows/{id}/fail-activation")(
+    body_action(lambda e: e.activations.fail_activation)
+)
+routes.post(W + "/tasks/{id}/complete")(body_action(lambda e: e.tasks.complete))
+routes.post(W + "/tasks/{id}/fail")(body_action(lambda e: e.tasks.fail))
+routes.post(W + "/tasks/{id}/progress")(body_action(lambda e: e.tasks.progress))
+routes.post(W + "/tasks/{id}/heartbeat")(body_action(lambda e: e.tasks.heartbeat))
 
 
 @routes.post(W + "/logs")

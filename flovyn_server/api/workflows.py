@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from flovyn_server.api.common import body_object, engine, int_param, json, multi, page, tenant
+from flovyn_server.engine import validate
 
 routes = web.RouteTableDef()
 P = "/api/tenants/{slug}"
@@ -66,19 +69,26 @@ async def children(request: web.Request) -> web.Response:
     return json(await engine(request).workflows.children(tenant(request), request.match_info["id"]))
 
 
+async def _task_of_workflow(request: web.Request) -> dict[str, Any]:
+    """The path's task if it belongs to the path's workflow of this tenant (else 404);
+    one lookup: the task row names its tenant and workflow."""
+    workflow_id = validate.uuid_text(request.match_info["id"], "workflow execution id")
+    return await engine(request).tasks.owned(
+        tenant(request), request.match_info["taskId"], workflow_id
+    )
+
+
 @routes.get(P + "/workflow-executions/{id}/tasks/{taskId}/attempts")
 async def attempts(request: web.Request) -> web.Response:
     eng = engine(request)
-    wf = await eng.workflows.row(tenant(request), request.match_info["id"])
-    task = await eng.tasks.owned(tenant(request), request.match_info["taskId"], wf["id"])
+    task = await _task_of_workflow(request)
     return json(await eng.tasks.attempts(task["id"]))
 
 
 @routes.get(P + "/workflow-executions/{id}/tasks/{taskId}/logs")
 async def logs(request: web.Request) -> web.Response:
     eng = engine(request)
-    wf = await eng.workflows.row(tenant(request), request.match_info["id"])
-    task = await eng.tasks.owned(tenant(request), request.match_info["taskId"], wf["id"])
+    task = await _task_of_workflow(request)
     limit = int_param(request, "limit", 100, lo=1, hi=1000)
     offset = int_param(request, "offset", 0, lo=0, hi=10**9)
     return json(await eng.tasks.logs(task["id"], dict(request.query), limit, offset))

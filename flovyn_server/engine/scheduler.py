@@ -149,5 +149,5 @@ class Scheduler:
             tasks = await tx.fetchval(
                 "SELECT count(*) FROM task_executions WHERE status = 'PENDING'"
             )
-        metrics.QUEUE_DEPTH.labels("workflow").set(wf)
-        metrics.QUEUE_DEPTH.labels("task").set(tasks)
+        metrics.labelled(metrics.QUEUE_DEPTH, "workflow").set(wf)
+        metrics.labelled(metrics.QUEUE_DEPTH, "task").set(tasks)

@@ -102,7 +102,7 @@ async def insert_task(
             )
         return False
     tx.notify(task_key(tenant_id, queue))
-    metrics.TASKS.labels("created").inc()
+    metrics.labelled(metrics.TASKS, "created").inc()
     spec.update(queue=queue, maxRetries=max_retries)
     return True
 
@@ -144,7 +144,7 @@ async def end_attempt(
             retry_at,
             now,
         )
-        metrics.TASKS.labels("retried").inc()
+        metrics.labelled(metrics.TASKS, "retried").inc()
         # A poll already waiting on this queue computed its deadline before this retry
         # existed: wake it so that it caps its wait at the new retryAt.
         tx.notify(task_key(task["tenant_id"], task["queue"]))
@@ -158,7 +158,7 @@ async def end_attempt(
         error,
         now,
     )
-    metrics.TASKS.labels(final.lower()).inc()
+    metrics.labelled(metrics.TASKS, final.lower()).inc()
     wf = task["workflow_execution_id"]
     if wf:
         event = (
@@ -182,11 +182,12 @@ ONLINE_CLAIMER = (
 )
 
 
-TASK_FOR_UPDATE = (
+TASK_ROW = (
     "SELECT id, tenant_id, workflow_execution_id, queue, status, execution_count, max_retries, "
     "retry_initial_ms, retry_coefficient, retry_max_ms, cancel_requested, worker_id "
-    "FROM task_executions WHERE id = $1 FOR UPDATE"
+    "FROM task_executions WHERE id = $1"
 )
+TASK_FOR_UPDATE = TASK_ROW + " FOR UPDATE"
 
 
 class Tasks:
@@ -255,11 +256,12 @@ class Tasks:
         return None if value is None else int(value)
 
     async def _running(
-        self, tx: Tx, tenant: Tenant, task_id: str, body: dict[str, Any]
+        self, tx: Tx, tenant: Tenant, task_id: str, body: dict[str, Any], *, lock: bool = True
     ) -> dict[str, Any]:
+        """The task row if `body["attempt"]` is its running attempt; 404 or 409 if not."""
         task_id = validate.uuid_text(task_id, "task execution id")
         attempt = validate.integer(body, "attempt", lo=1)
-        task = await tx.fetchrow(TASK_FOR_UPDATE, task_id)
+        task = await tx.fetchrow(TASK_FOR_UPDATE if lock else TASK_ROW, task_id)
         if task is None or task["tenant_id"] != tenant.id:
             raise not_found(f"task execution {task_id}")
         if task["status"] != "RUNNING" or task["execution_count"] != attempt:
@@ -305,7 +307,7 @@ class Tasks:
                     [(EventType.TASK_COMPLETED, {"taskExecutionId": task_id, "output": output})],
                     now,
                 )
-        metrics.TASKS.labels("completed").inc()
+        metrics.labelled(metrics.TASKS, "completed").inc()
         return {"status": "COMPLETED"}
 
     async def fail(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -344,17 +346,7 @@ class Tasks:
     async def heartbeat(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
         body = validate.body_object(body)
         async with self.store.read() as tx:
-            task_id = validate.uuid_text(task_id, "task execution id")
-            attempt = validate.integer(body, "attempt", lo=1)
-            task = await tx.fetchrow(
-                "SELECT tenant_id, status, execution_count, cancel_requested FROM task_executions "
-                "WHERE id = $1",
-                task_id,
-            )
-        if task is None or task["tenant_id"] != tenant.id:
-            raise not_found(f"task execution {task_id}")
-        if task["status"] != "RUNNING" or task["execution_count"] != attempt:
-            raise stale(task_id, attempt)
+            task = await self._running(tx, tenant, task_id, body, lock=False)
         return {"cancelled": bool(task["cancel_requested"])}
 
     async def append_logs(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:

@@ -77,7 +77,7 @@ async def create_execution(
         now,
     )
     tx.notify(workflow_key(tenant_id, queue))
-    metrics.WORKFLOWS.labels("triggered").inc()
+    metrics.labelled(metrics.WORKFLOWS, "triggered").inc()
     return True
 
 
@@ -109,7 +109,7 @@ async def finish(
         len(events),
     )
     await insert_events(tx, row["id"], events, int(last), now)
-    metrics.WORKFLOWS.labels(status.lower()).inc()
+    metrics.labelled(metrics.WORKFLOWS, status.lower()).inc()
     if row.get("parent_id"):
         base = {"childExecutionName": row["child_name"], "childWorkflowExecutionId": row["id"]}
         if status == "COMPLETED":
