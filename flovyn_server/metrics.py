@@ -34,6 +34,12 @@ TASKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EAGER_HANDOVERS = Counter(
+    "flovyn_eager_handovers_total",
+    "Work handed straight to the worker whose request created it (task, activation)",
+    ["work"],
+    registry=REGISTRY,
+)
 IDEMPOTENCY_HITS = Counter(
     "flovyn_idempotency_hits_total",
     "Requests answered from an existing idempotency key",

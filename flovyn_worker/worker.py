@@ -29,6 +29,36 @@ _LOG_BATCH = 500
 _LOG_FLUSH_INTERVAL = 0.5
 
 
+class _Slots:
+    """Concurrency slots for one kind of work. Jobs running plus slots promised to a poll
+    in flight or to an eager offer never exceed `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.jobs: set[asyncio.Task[Any]] = set()
+        self.promised = 0
+        self._freed = asyncio.Event()
+
+    def free(self) -> int:
+        return self.limit - len(self.jobs) - self.promised
+
+    async def wait_free(self) -> int:
+        while self.free() <= 0:
+            self._freed.clear()
+            await self._freed.wait()
+        return self.free()
+
+    def promise(self, n: int) -> None:
+        self.promised += n
+
+    def unpromise(self, n: int) -> None:
+        self.promised -= n
+        self._freed.set()
+
+    def freed(self) -> None:
+        self._freed.set()
+
+
 class Worker:
     """Runs ``@workflow`` and ``@task`` code for one tenant and queue.
 
@@ -79,8 +109,12 @@ class Worker:
         self._transport = Transport(server_url, tenant=tenant, token=token)
         self._logs = LogBuffer()
         self._heartbeat_interval = 5.0
-        self._task_jobs: set[asyncio.Task[Any]] = set()
-        self._activation_jobs: set[asyncio.Task[Any]] = set()
+        self._task_slots = _Slots(max_concurrent_tasks)
+        self._workflow_slots = _Slots(max_concurrent_workflows)
+        # With both workflows and tasks here, the server can hand a submit's tasks and a
+        # completed task's next activation straight back (eager dispatch). A poll then
+        # asks for at most half the slots, so that some stay free to offer.
+        self._eager = bool(self._workflows and self._tasks)
         # Polls in flight and jobs running, per worker id they were claimed under.
         self._users: Counter[str] = Counter()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -92,7 +126,6 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._started = asyncio.Event()
         self._finished = asyncio.Event()
-        self._slot_freed = asyncio.Event()
         self._identity_lock = asyncio.Lock()
         self._claims_in_doubt = False
 
@@ -110,7 +143,7 @@ class Worker:
         """Stop polling, let running work finish briefly, flush logs, unregister."""
         self._stop_requested.set()
         current = asyncio.current_task()
-        if current in self._task_jobs or current in self._activation_jobs:
+        if current in self._task_slots.jobs or current in self._workflow_slots.jobs:
             return  # waiting here would wait for ourselves
         background, self._background = self._background, None
         if background is not None and background is not current:
@@ -169,7 +202,7 @@ class Worker:
         self, pollers: list[asyncio.Task[None]], loops: list[asyncio.Task[None]]
     ) -> None:
         await _cancel_all(pollers)
-        jobs = self._task_jobs | self._activation_jobs
+        jobs = self._task_slots.jobs | self._workflow_slots.jobs
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=self.shutdown_grace)
             if pending:
@@ -278,31 +311,38 @@ class Worker:
 
     # -- polling --
 
-    async def _free_slots(self, jobs: set[asyncio.Task[Any]], limit: int) -> int:
-        while len(jobs) >= limit:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
-        return limit - len(jobs)
-
-    def _spawn(
-        self, jobs: set[asyncio.Task[Any]], coro: Coroutine[Any, Any, None], worker_id: str
-    ) -> None:
+    def _spawn(self, slots: _Slots, coro: Coroutine[Any, Any, None], worker_id: str) -> None:
         job = asyncio.create_task(coro)
-        jobs.add(job)
+        slots.jobs.add(job)
         self._users[worker_id] += 1
 
         def done(finished: asyncio.Task[Any]) -> None:
-            jobs.discard(finished)
+            slots.jobs.discard(finished)
             self._users[worker_id] -= 1
-            self._slot_freed.set()
+            slots.freed()
 
         job.add_done_callback(done)
 
-    async def _poll(
-        self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]], limit: int
-    ) -> tuple[str, list[dict[str, Any]]]:
+    def _spawn_activation(self, item: dict[str, Any], worker_id: str) -> None:
+        self._spawn(self._workflow_slots, self._process_activation(item, worker_id), worker_id)
+
+    def _spawn_task(self, item: dict[str, Any], worker_id: str) -> None:
+        self._spawn(self._task_slots, self._execute_task(item, worker_id), worker_id)
+
+    def _offer(self, slots: _Slots, kinds: Iterable[str], wanted: int) -> dict[str, Any] | None:
+        """Promise up to `wanted` free slots for eager dispatch; the caller unpromises
+        them once the answer is in."""
+        free = min(slots.free(), wanted)
+        if not self._eager or free <= 0 or self._stop_requested.is_set():
+            return None
+        slots.promise(free)
+        return {"queue": self.queue, "kinds": sorted(kinds), "slots": free}
+
+    async def _poll(self, what: str, kinds: list[str], slots: _Slots) -> tuple[str, list[Any]]:
         """(the worker id polled as, the items claimed for it)."""
-        free = await self._free_slots(jobs, limit)
+        free = await slots.wait_free()
+        if self._eager:
+            free = min(free, max(1, slots.limit // 2))
         if self._claims_in_doubt:
             await self._replace_identity()
         worker_id = str(self.worker_id)
@@ -314,22 +354,23 @@ class Worker:
             "timeoutMs": round(self.poll_timeout * 1000),
         }
         self._users[worker_id] += 1
+        slots.promise(free)
         try:
             answer = await self._transport.request(
                 "POST", f"/worker/{what}/poll", body, timeout=self.poll_timeout + 10.0
             )
         finally:
             self._users[worker_id] -= 1
+            slots.unpromise(free)
         items = answer.get("activations" if what == "workflows" else "tasks") if answer else None
         return worker_id, list(items or [])
 
-    async def _poll_loop(
-        self, what: str, kinds: list[str], jobs: set[asyncio.Task[Any]], limit: int
-    ) -> None:
+    async def _poll_loop(self, what: str, kinds: list[str], slots: _Slots) -> None:
         backoff = Backoff(0.1, 5.0)
+        spawn = self._spawn_activation if what == "workflows" else self._spawn_task
         while not self._stop_requested.is_set():
             try:
-                worker_id, items = await self._poll(what, kinds, jobs, limit)
+                worker_id, items = await self._poll(what, kinds, slots)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep polling whatever happens; back off
@@ -340,23 +381,13 @@ class Worker:
                 continue
             backoff.reset()
             for item in items:
-                if what == "workflows":
-                    self._spawn(jobs, self._process_activation(item, worker_id), worker_id)
-                else:
-                    self._spawn(jobs, self._execute_task(item, worker_id), worker_id)
+                spawn(item, worker_id)
 
     async def _poll_workflows(self) -> None:
-        await self._poll_loop(
-            "workflows",
-            sorted(self._workflows),
-            self._activation_jobs,
-            self.max_concurrent_workflows,
-        )
+        await self._poll_loop("workflows", sorted(self._workflows), self._workflow_slots)
 
     async def _poll_tasks(self) -> None:
-        await self._poll_loop(
-            "tasks", sorted(self._tasks), self._task_jobs, self.max_concurrent_tasks
-        )
+        await self._poll_loop("tasks", sorted(self._tasks), self._task_slots)
 
     # -- sending results --
 
@@ -370,14 +401,19 @@ class Worker:
             except Exception as exc:
                 if not is_transient(exc) or attempt == attempts:
                     raise
+                if "eagerTasks" in body or "eagerActivation" in body:
+                    # The failed try may have committed and handed us work whose answer
+                    # is lost (a retry is then refused as stale): see _replace_identity.
+                    self._claims_in_doubt = True
                 log.warning("POST %s failed (attempt %d), retrying: %r", path, attempt, exc)
                 await asyncio.sleep(backoff.next())
         return None
 
-    async def _report(self, path: str, body: dict[str, Any]) -> None:
-        """Send a result whose refusal can only be logged (stale claims are normal)."""
+    async def _report(self, path: str, body: dict[str, Any]) -> Any:
+        """Send a result whose refusal can only be logged (stale claims are normal);
+        returns the answer, or None when refused or not delivered."""
         try:
-            await self._send(path, body)
+            return await self._send(path, body)
         except FlovynApiError as exc:
             if exc.status == 409 and (exc.code or "").startswith("STALE"):
                 log.info("dropped stale result for %s: %s", path, exc)
@@ -389,6 +425,7 @@ class Worker:
             # release it: serve on under a new id and retire this one (see
             # _replace_identity), which releases it.
             self._claims_in_doubt = True
+        return None
 
     # -- workflow activations --
 
@@ -429,8 +466,16 @@ class Worker:
             )
             return
         body = {**ids, "status": result.status, "commands": result.commands}
+        scheduled = sum(
+            1
+            for c in result.commands
+            if c.get("type") == "SCHEDULE_TASK" and c.get("kind") in self._tasks
+        )
+        offer = self._offer(self._task_slots, self._tasks, scheduled)
+        if offer:
+            body["eagerTasks"] = offer
         try:
-            await self._send(f"{base}/submit", body)
+            answer = await self._send(f"{base}/submit", body)
         except FlovynApiError as exc:
             if exc.status == 409 and (exc.code or "").startswith("STALE"):
                 log.info("activation of %s is stale, dropped: %s", execution_id, exc)
@@ -445,6 +490,12 @@ class Worker:
                 log.error("submit of %s refused: %s", execution_id, exc)
         except Exception as exc:
             log.error("submit of %s failed: %r", execution_id, exc)
+        else:
+            for item in (answer or {}).get("tasks") or ():
+                self._spawn_task(item, worker_id)
+        finally:
+            if offer:
+                self._task_slots.unpromise(offer["slots"])
 
     # -- tasks --
 
@@ -498,7 +549,24 @@ class Worker:
             return
         finally:
             ctx.close()
-        await self._report(f"{base}/complete", {**ids, "output": output})
+        await self._complete(base, {**ids, "output": output}, item, worker_id)
+
+    async def _complete(
+        self, base: str, body: dict[str, Any], item: dict[str, Any], worker_id: str
+    ) -> None:
+        """Report the output, offering to run the workflow's next activation here."""
+        offer = None
+        if item.get("workflowExecutionId"):
+            offer = self._offer(self._workflow_slots, self._workflows, 1)
+        if offer is None:
+            await self._report(f"{base}/complete", body)
+            return
+        try:
+            answer = await self._report(f"{base}/complete", {**body, "eagerActivation": offer})
+            if answer and answer.get("activation"):
+                self._spawn_activation(answer["activation"], worker_id)
+        finally:
+            self._workflow_slots.unpromise(1)
 
     # -- logs --
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flovyn_server import metrics
 from flovyn_server.domain import (
     ApiError,
     EventType,
@@ -13,8 +14,8 @@ from flovyn_server.domain import (
     now_ms,
     parse_ttl_ms,
 )
-from flovyn_server.engine import shapes, validate
-from flovyn_server.engine.history import Event, insert_events
+from flovyn_server.engine import eager, shapes, validate
+from flovyn_server.engine.history import Event, insert_events, load_histories
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.tasks import ONLINE_CLAIMER, insert_task
 from flovyn_server.engine.tenants import Tenant
@@ -47,11 +48,11 @@ class Activations:
                 "worker_id = $1, "
                 "activation_id = activation_id + 1, resume_requested = 0, "
                 "started_at = COALESCE(started_at, $2), updated_at = $2 "
-                "WHERE EXISTS (SELECT 1 FROM claimer) AND id IN (SELECT id "
-                "FROM workflow_executions WHERE tenant_id = $3 "
+                "FROM (SELECT id AS picked_id FROM workflow_executions WHERE tenant_id = $3 "
                 f"AND queue = $4 AND status = 'PENDING' AND kind IN ({marks}) "
-                "ORDER BY available_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, kind, queue, input, retry_attempts, parent_id, activation_id",
+                "ORDER BY available_at LIMIT $5 FOR UPDATE SKIP LOCKED) AS picked "
+                "WHERE EXISTS (SELECT 1 FROM claimer) AND id = picked_id "
+                f"RETURNING {shapes.ACTIVATION_COLUMNS}",
                 worker_id,
                 now,
                 tenant.id,
@@ -61,41 +62,26 @@ class Activations:
             )
             if not rows:
                 return []
-            ids = [r["id"] for r in rows]
-            id_marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
-            events = await tx.fetch(
-                "SELECT workflow_execution_id, sequence, event_type, data, created_at "
-                f"FROM workflow_events WHERE workflow_execution_id IN ({id_marks}) "
-                "ORDER BY workflow_execution_id, sequence",
-                *ids,
-            )
-        history: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        for e in events:
-            history[e["workflow_execution_id"]].append(shapes.event(e))
-        return [
-            {
-                "workflowExecutionId": r["id"],
-                "activationId": r["activation_id"],
-                "kind": r["kind"],
-                "queue": r["queue"],
-                "input": shapes.loads(r["input"]) if r["input"] is not None else None,
-                "retryAttempts": r["retry_attempts"],
-                "parentWorkflowExecutionId": r["parent_id"],
-                "events": history[r["id"]],
-            }
-            for r in rows
-        ]
+            history = await load_histories(tx, [r["id"] for r in rows])
+        return [shapes.activation(r, history[r["id"]]) for r in rows]
 
     async def _held(
-        self, tx: Tx, tenant: Tenant, workflow_id: str, body: dict[str, Any]
+        self,
+        tx: Tx,
+        tenant: Tenant,
+        workflow_id: str,
+        body: dict[str, Any],
+        handover: eager.Offer | None = None,
     ) -> dict[str, Any]:
         workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
         worker_id = validate.string(body, "workerId")
         activation = validate.integer(body, "activationId", lo=0)
+        online = "" if handover is None else f", {eager.online_column('$2', '$3')} AS online"
         row = await tx.fetchrow(
             "SELECT id, tenant_id, kind, queue, status, worker_id, activation_id, parent_id, "
-            "child_name FROM workflow_executions WHERE id = $1 FOR UPDATE",
+            f"child_name{online} FROM workflow_executions WHERE id = $1 FOR UPDATE",
             workflow_id,
+            *(() if handover is None else (worker_id, tenant.id)),
         )
         if row is None or row["tenant_id"] != tenant.id:
             raise not_found(f"workflow execution {workflow_id}")
@@ -109,6 +95,8 @@ class Activations:
                 "STALE_ACTIVATION",
                 f"activation {activation} of {workflow_id} is not held by this worker",
             )
+        if handover is not None:
+            handover.online = bool(row["online"])
         return row
 
     async def submit(
@@ -121,9 +109,11 @@ class Activations:
         commands = body.get("commands", [])
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise bad_request("commands must be a list of objects")
+        handover = eager.offer(body, "eagerTasks")
+        handed: list[dict[str, Any]] = []
         now = now_ms()
         async with self.store.transaction() as tx:
-            row = await self._held(tx, tenant, workflow_id, body)
+            row = await self._held(tx, tenant, workflow_id, body, handover)
             events: list[Event] = []
             terminal: tuple[str, Any, str | None] | None = None
             for index, command in enumerate(commands):
@@ -140,6 +130,12 @@ class Activations:
                         data["stackTrace"] = str(command["stackTrace"])
                     events.append((EventType.WORKFLOW_EXECUTION_FAILED, data))
                     terminal = ("FAILED", None, error)
+                elif kind == "SCHEDULE_TASK":
+                    task = await self._schedule_task(tx, tenant, row, command, now, handover)
+                    if task is not None:
+                        events.append(task_scheduled(task, command))
+                        if task["attempt"]:  # handed over, already RUNNING
+                            handed.append(task)
                 else:
                     event = await self._apply(tx, tenant, row, command, now)
                     if event is not None:
@@ -183,27 +179,41 @@ class Activations:
                 await insert_events(tx, row["id"], events, sequence, now)
                 if final == "PENDING":
                     tx.notify(workflow_key(tenant.id, row["queue"]))
-        return {"status": final, "currentSequence": sequence}
+        answer: dict[str, Any] = {"status": final, "currentSequence": sequence}
+        if handover is not None:
+            answer["tasks"] = handed
+            metrics.labelled(metrics.EAGER_HANDOVERS, "task").inc(len(handed))
+        return answer
+
+    async def _schedule_task(
+        self,
+        tx: Tx,
+        tenant: Tenant,
+        wf: dict[str, Any],
+        cmd: dict[str, Any],
+        now: int,
+        handover: eager.Offer | None,
+    ) -> dict[str, Any] | None:
+        """Insert the task; hand it to the submitting worker when its offer covers it."""
+        run_by = None
+        queue = validate.queue(cmd, "queue", None) or wf["queue"]
+        if handover is not None and handover.wants(str(cmd.get("kind")), queue):
+            run_by = handover.worker_id
+            handover.slots -= 1
+        return await insert_task(
+            tx,
+            tenant.id,
+            cmd,
+            workflow_id=wf["id"],
+            now=now,
+            default_queue=wf["queue"],
+            run_by=run_by,
+        )
 
     async def _apply(
         self, tx: Tx, tenant: Tenant, wf: dict[str, Any], cmd: dict[str, Any], now: int
     ) -> Event | None:
         kind = cmd.get("type")
-        if kind == "SCHEDULE_TASK":
-            if not await insert_task(
-                tx, tenant.id, cmd, workflow_id=wf["id"], now=now, default_queue=wf["queue"]
-            ):
-                return None
-            return (
-                EventType.TASK_SCHEDULED,
-                {
-                    "taskExecutionId": validate.uuid_text(cmd["taskExecutionId"]),
-                    "kind": cmd["kind"],
-                    "input": cmd.get("input"),
-                    "maxRetries": cmd["maxRetries"],
-                    "queue": cmd["queue"],
-                },
-            )
         if kind == "START_TIMER":
             timer_id = validate.string(cmd, "timerId")
             duration = validate.integer(cmd, "durationMs", lo=0)
@@ -302,6 +312,19 @@ class Activations:
             row = await self._held(tx, tenant, workflow_id, body)
             await finish(tx, row, "FAILED", error=f"{error_type}: {error}", now=now_ms())
         return {"status": "FAILED"}
+
+
+def task_scheduled(task: dict[str, Any], cmd: dict[str, Any]) -> Event:
+    return (
+        EventType.TASK_SCHEDULED,
+        {
+            "taskExecutionId": task["taskExecutionId"],
+            "kind": task["kind"],
+            "input": task["input"],
+            "maxRetries": cmd["maxRetries"],
+            "queue": task["queue"],
+        },
+    )
 
 
 async def create_promise(

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from flovyn_server.domain import EventType, now_ms
+from flovyn_server.engine import shapes
+from flovyn_server.engine.eager import Offer
+from flovyn_server.engine.shapes import ACTIVATION_COLUMNS
 from flovyn_server.engine.wake import workflow_key
 from flovyn_server.jsonio import dumps
-from flovyn_server.store.base import Tx
+from flovyn_server.store.base import Row, Tx
 
 Event = tuple[EventType, dict[str, Any]]
 
@@ -24,9 +27,9 @@ async def append_events(
     tx: Tx, workflow_id: str, events: list[Event], now: int | None = None
 ) -> int:
     """Append `events` in order; return the new `current_sequence`."""
-    last = await _append(tx, workflow_id, events, now or now_ms(), wake=False)
-    assert last is not None
-    return last
+    row = await _append(tx, workflow_id, events, now or now_ms(), wake=False)
+    assert row is not None
+    return int(row["current_sequence"])
 
 
 async def append_and_resume(
@@ -40,7 +43,8 @@ async def append_and_resume(
     execution takes no more events: returns None and appends nothing (a FAILED one
     does, since a manual retry replays it).
     """
-    return await _append(tx, workflow_id, events, now or now_ms(), wake=True)
+    row = await _append(tx, workflow_id, events, now or now_ms(), wake=True)
+    return None if row is None else int(row["current_sequence"])
 
 
 async def resume(tx: Tx, workflow_id: str, now: int | None = None) -> None:
@@ -48,32 +52,79 @@ async def resume(tx: Tx, workflow_id: str, now: int | None = None) -> None:
     await _append(tx, workflow_id, [], now or now_ms(), wake=True)
 
 
+async def append_and_take(
+    tx: Tx, workflow_id: str, events: list[Event], now: int, offer: Offer
+) -> dict[str, Any] | None:
+    """`append_and_resume`, and when that makes the workflow runnable and it matches
+    `offer` (whose worker was found online, see `eager.py`), claim it for the offering worker in the
+    same UPDATE: returns the activation to hand over, or None."""
+    row = await _append(tx, workflow_id, events, now, wake=True, offer=offer)
+    if (
+        row is None
+        or row["status"] != "RUNNING"
+        or row["worker_id"] != offer.worker_id
+        or row["resume_requested"]  # it was running already: only flagged for a resume
+    ):
+        return None
+    offer.slots -= 1
+    return shapes.activation(row, (await load_histories(tx, [workflow_id]))[workflow_id])
+
+
+async def load_histories(tx: Tx, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The full event history of each execution, in order (activations carry them)."""
+    history: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
+    for e in await tx.fetch(
+        "SELECT workflow_execution_id, sequence, event_type, data, created_at "
+        f"FROM workflow_events WHERE workflow_execution_id IN ({marks}) "
+        "ORDER BY workflow_execution_id, sequence",
+        *ids,
+    ):
+        history[e["workflow_execution_id"]].append(shapes.event(e))
+    return history
+
+
 async def _append(
-    tx: Tx, workflow_id: str, events: list[Event], now: int, *, wake: bool
-) -> int | None:
+    tx: Tx,
+    workflow_id: str,
+    events: list[Event],
+    now: int,
+    *,
+    wake: bool,
+    offer: Offer | None = None,
+) -> Row | None:
     # One UPDATE bumps the sequence (taking the row lock on PostgreSQL), wakes the
     # execution and says whether it is still open; the INSERT then writes the events.
-    flag = 1 if wake else 0
+    # With an offer, a WAITING execution it matches becomes RUNNING on that worker
+    # instead of PENDING.
+    args: list[Any] = [workflow_id, len(events), now, 1 if wake else 0]
+    became, take = "'PENDING'", ""
+    if offer is not None and wake:
+        marks = ", ".join(f"${i + 7}" for i in range(len(offer.kinds)))
+        when = f"status = 'WAITING' AND queue = $5 AND kind IN ({marks})"
+        became = f"CASE WHEN {when} THEN 'RUNNING' ELSE 'PENDING' END"
+        take = (
+            f"worker_id = CASE WHEN {when} THEN $6 ELSE worker_id END, "
+            f"activation_id = CASE WHEN {when} THEN activation_id + 1 ELSE activation_id END, "
+        )
+        args += [offer.queue, offer.worker_id, *sorted(offer.kinds)]
     row = await tx.fetchrow(
         "UPDATE workflow_executions SET current_sequence = current_sequence + $2, "
-        "updated_at = $3, "
-        "status = CASE WHEN $4 = 1 AND status = 'WAITING' THEN 'PENDING' ELSE status END, "
+        "updated_at = $3, status = CASE WHEN $4 = 1 AND status = 'WAITING' "
+        f"THEN {became} ELSE status END, {take}"
         "resume_requested = CASE WHEN $4 = 1 AND status = 'RUNNING' THEN 1 "
         "ELSE resume_requested END "
         "WHERE id = $1 AND ($4 = 0 OR status NOT IN ('COMPLETED', 'CANCELLED')) "
-        "RETURNING current_sequence, status, tenant_id, queue",
-        workflow_id,
-        len(events),
-        now,
-        flag,
+        f"RETURNING current_sequence, status, tenant_id, {ACTIVATION_COLUMNS}, "
+        "worker_id, resume_requested",
+        *args,
     )
     if row is None:
         return None
-    last = int(row["current_sequence"])
-    await insert_events(tx, workflow_id, events, last, now)
+    await insert_events(tx, workflow_id, events, int(row["current_sequence"]), now)
     if wake and row["status"] == "PENDING":
         tx.notify(workflow_key(row["tenant_id"], row["queue"]))
-    return last
+    return row
 
 
 async def insert_events(

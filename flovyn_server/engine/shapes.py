@@ -84,6 +84,24 @@ def workflow(row: Row) -> dict[str, Any]:
     }
 
 
+# What an activation needs of its execution row (a claim or an eager handover returns them).
+ACTIVATION_COLUMNS = "id, kind, queue, input, retry_attempts, parent_id, activation_id"
+
+
+def activation(row: Row, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A claimed execution as the worker protocol hands it out, with its whole history."""
+    return {
+        "workflowExecutionId": row["id"],
+        "activationId": row["activation_id"],
+        "kind": row["kind"],
+        "queue": row["queue"],
+        "input": _json(row["input"]),
+        "retryAttempts": row["retry_attempts"],
+        "parentWorkflowExecutionId": row["parent_id"],
+        "events": events,
+    }
+
+
 def event(row: Row) -> dict[str, Any]:
     return {
         "sequence": row["sequence"],

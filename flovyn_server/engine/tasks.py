@@ -16,8 +16,8 @@ from flovyn_server.domain import (
     now_ms,
     parse_iso_ms,
 )
-from flovyn_server.engine import shapes, validate
-from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine import eager, shapes, validate
+from flovyn_server.engine.history import Event, append_and_resume, append_and_take
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import task_key
@@ -47,11 +47,14 @@ async def insert_task(
     workflow_id: str | None,
     now: int,
     default_queue: str,
-) -> bool:
-    """Insert a PENDING task from a SCHEDULE_TASK command or a create request.
+    run_by: str | None = None,
+) -> dict[str, Any] | None:
+    """Insert a task from a SCHEDULE_TASK command or a create request: PENDING, or with
+    `run_by` already RUNNING its first attempt on that worker (eager dispatch; the
+    caller has checked the worker is online, see `eager.py`).
 
-    Returns False when the id exists with the same kind (a resubmission); raises
-    409 ID_CONFLICT when it exists with another kind.
+    Returns the task as a poll hands it out, or None when the id exists with the same
+    kind (a resubmission); raises 409 ID_CONFLICT when it exists with another kind.
     """
     task_id = validate.uuid_text(validate.string(spec, "taskExecutionId"), "taskExecutionId")
     kind = validate.string(spec, "kind")
@@ -69,9 +72,10 @@ async def insert_task(
     inserted = await tx.execute(
         "INSERT INTO task_executions (id, tenant_id, workflow_execution_id, kind, queue, status, "
         "input, max_retries, retry_initial_ms, retry_coefficient, retry_max_ms, timeout_ms, "
-        "metadata, idempotency_key, retry_at, created_at, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) "
-        "ON CONFLICT (id) DO NOTHING",
+        "metadata, idempotency_key, retry_at, created_at, updated_at, worker_id, "
+        "execution_count, started_at, attempt_deadline) "
+        "VALUES ($1, $2, $3, $4, $5, $15, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, "
+        "$16, $17, $18, $19) ON CONFLICT (id) DO NOTHING",
         task_id,
         tenant_id,
         workflow_id,
@@ -86,6 +90,11 @@ async def insert_task(
         dumps(metadata or {}),
         spec.get("idempotencyKey"),
         now,
+        "RUNNING" if run_by else "PENDING",
+        run_by,
+        1 if run_by else 0,
+        now if run_by else None,
+        now + timeout_ms if run_by and timeout_ms else None,
     )
     if not inserted:
         existing = await tx.fetchrow(
@@ -100,11 +109,28 @@ async def insert_task(
             raise ApiError(
                 409, "ID_CONFLICT", f"task {task_id} exists already with another kind or owner"
             )
-        return False
-    tx.notify(task_key(tenant_id, queue))
+        return None
     metrics.labelled(metrics.TASKS, "created").inc()
     spec.update(queue=queue, maxRetries=max_retries)
-    return True
+    if run_by:
+        await tx.execute(
+            "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, started_at) "
+            "VALUES ($1, 1, $2, 'RUNNING', $3)",
+            task_id,
+            run_by,
+            now,
+        )
+    else:
+        tx.notify(task_key(tenant_id, queue))
+    return {
+        "taskExecutionId": task_id,
+        "kind": kind,
+        "input": spec.get("input"),
+        "attempt": 1 if run_by else 0,
+        "workflowExecutionId": workflow_id,
+        "queue": queue,
+        "timeoutMs": timeout_ms,
+    }
 
 
 async def end_attempt(
@@ -173,12 +199,15 @@ async def end_attempt(
 # Prefix of both claim UPDATEs ($1 the worker, $3 its tenant), which also add
 # `AND EXISTS (SELECT 1 FROM claimer)`: only an ONLINE worker claims. A long poll can
 # outlive its worker (a crashed process does not close the request at once), and a claim
-# made for a worker already marked OFFLINE would never be released. The row lock keeps the
-# liveness reaper from marking the worker OFFLINE before the claim commits (the reaper
-# skips locked rows and catches the worker, with what it just claimed, on its next pass).
+# made for a worker already marked OFFLINE would never be released. The share lock keeps
+# the liveness reaper from marking the worker OFFLINE before the claim commits (the reaper
+# skips locked rows and catches the worker, with what it just claimed, on its next pass);
+# being shared, it does not queue a worker's task and workflow claims behind each other.
+# Both join the picked ids (`UPDATE ... FROM (...) AS picked`): with `id IN (...)` the
+# planner may hash-join against a scan of the whole table on every claim.
 ONLINE_CLAIMER = (
     "WITH claimer AS (SELECT id FROM workers WHERE id = $1 AND tenant_id = $3 "
-    "AND status = 'ONLINE' FOR UPDATE) "
+    "AND status = 'ONLINE' FOR SHARE) "
 )
 
 
@@ -211,10 +240,11 @@ class Tasks:
                 "execution_count = execution_count + 1, started_at = COALESCE(started_at, $2), "
                 "attempt_deadline = CASE WHEN timeout_ms IS NULL THEN NULL "
                 "ELSE $2 + timeout_ms END, updated_at = $2 "
-                "WHERE EXISTS (SELECT 1 FROM claimer) AND id IN (SELECT id FROM task_executions "
+                "FROM (SELECT id AS picked_id FROM task_executions "
                 "WHERE tenant_id = $3 AND queue = $4 "
                 f"AND status = 'PENDING' AND retry_at <= $2 AND kind IN ({marks}) "
-                "ORDER BY retry_at LIMIT $5 FOR UPDATE SKIP LOCKED) "
+                "ORDER BY retry_at LIMIT $5 FOR UPDATE SKIP LOCKED) AS picked "
+                "WHERE EXISTS (SELECT 1 FROM claimer) AND id = picked_id "
                 "RETURNING id, kind, input, execution_count, workflow_execution_id, queue, timeout_ms",
                 worker_id,
                 now,
@@ -274,19 +304,23 @@ class Tasks:
         output = body.get("output")
         task_id = validate.uuid_text(task_id, "task execution id")
         attempt = validate.integer(body, "attempt", lo=1)
+        handover = eager.offer(body, "eagerActivation", max_slots=1)
+        answer: dict[str, Any] = {"status": "COMPLETED"}
         async with self.store.transaction() as tx:
             # The check that this attempt is the running one is the UPDATE's WHERE.
+            online = "" if handover is None else f", {eager.online_column('$6', '$2')} AS online"
             task = await tx.fetchrow(
                 "UPDATE task_executions SET status = 'COMPLETED', output = $4, error = NULL, "
                 "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, "
                 "attempt_deadline = NULL, completed_at = $5, updated_at = $5 "
                 "WHERE id = $1 AND tenant_id = $2 AND status = 'RUNNING' "
-                "AND execution_count = $3 RETURNING id, workflow_execution_id",
+                f"AND execution_count = $3 RETURNING id, workflow_execution_id{online}",
                 task_id,
                 tenant.id,
                 attempt,
                 dumps(output),
                 now,
+                *(() if handover is None else (handover.worker_id,)),
             )
             if task is None:
                 await self._running(tx, tenant, task_id, body)  # raises 404 or 409
@@ -301,14 +335,17 @@ class Tasks:
             )
             wf = task["workflow_execution_id"]
             if wf:
-                await append_and_resume(
-                    tx,
-                    wf,
-                    [(EventType.TASK_COMPLETED, {"taskExecutionId": task_id, "output": output})],
-                    now,
-                )
+                events: list[Event] = [
+                    (EventType.TASK_COMPLETED, {"taskExecutionId": task_id, "output": output})
+                ]
+                if handover is not None and task["online"]:
+                    answer["activation"] = await append_and_take(tx, wf, events, now, handover)
+                else:
+                    await append_and_resume(tx, wf, events, now)
         metrics.labelled(metrics.TASKS, "completed").inc()
-        return {"status": "COMPLETED"}
+        if answer.get("activation"):
+            metrics.labelled(metrics.EAGER_HANDOVERS, "activation").inc()
+        return answer
 
     async def fail(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
         body = validate.body_object(body)
