@@ -40,6 +40,12 @@ EAGER_HANDOVERS = Counter(
     ["work"],
     registry=REGISTRY,
 )
+GROUP_COMMIT_SIZE = Histogram(
+    "flovyn_group_commit_operations",
+    "Write operations (triggers, submits, task completions) per shared transaction",
+    registry=REGISTRY,
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 IDEMPOTENCY_HITS = Counter(
     "flovyn_idempotency_hits_total",
     "Requests answered from an existing idempotency key",

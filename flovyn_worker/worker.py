@@ -557,6 +557,8 @@ class Worker:
         """Report the output, offering to run the workflow's next activation here."""
         offer = None
         if item.get("workflowExecutionId"):
+            # Naming the workflow lets the server group this write with the others to it.
+            body = {**body, "workflowExecutionId": item["workflowExecutionId"]}
             offer = self._offer(self._workflow_slots, self._workflows, 1)
         if offer is None:
             await self._report(f"{base}/complete", body)

@@ -133,6 +133,9 @@ RequestCounts = dict[tuple[str, str], tuple[float, float]]  # (method, route) ->
 _METRIC_LINE = re.compile(
     r"^(flovyn_http_requests_total|flovyn_http_request_duration_seconds_sum)\{(.*)\}\s+(\S+)$"
 )
+# Shared write transactions: kept as the pseudo-route GROUP_COMMIT (count, operations).
+_GROUP_LINE = re.compile(r"^flovyn_group_commit_operations_(count|sum)\s+(\S+)$")
+GROUP_COMMIT = ("", "GROUP_COMMIT")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -147,6 +150,12 @@ async def scrape_requests(api: Api) -> RequestCounts:
     except (aiohttp.ClientError, OSError):
         return found
     for line in text.splitlines():
+        group = _GROUP_LINE.match(line)
+        if group is not None:
+            n, ops = found.get(GROUP_COMMIT, (0.0, 0.0))
+            value = float(group[2])
+            found[GROUP_COMMIT] = (value, ops) if group[1] == "count" else (n, value)
+            continue
         match = _METRIC_LINE.match(line)
         if match is None:
             continue

@@ -11,6 +11,7 @@ from typing import Any
 from .client import TriggerResult
 from .measure import (
     CLK_TCK,
+    GROUP_COMMIT,
     PHASES,
     CpuSnapshot,
     RequestCounts,
@@ -147,6 +148,8 @@ def request_rows(m: Measurement) -> Rows:
             deltas.append((key, n1 - n0, s1 - s0))
     if not deltas or workflows <= 0:
         return []
+    groups = [d for d in deltas if d[0] == GROUP_COMMIT]
+    deltas = [d for d in deltas if d[0] != GROUP_COMMIT]
     deltas.sort(key=lambda d: -d[1])
     total = sum(d[1] for d in deltas)
     rows = [("HTTP requests per workflow", f"{total / workflows:7.2f}   (all routes, server-side)")]
@@ -156,6 +159,14 @@ def request_rows(m: Measurement) -> Rows:
             (
                 f"  {method} {short}",
                 f"{n / workflows:7.2f}   mean {1000 * secs / n:8.2f} ms in server",
+            )
+        )
+    for _, transactions, operations in groups:
+        rows.append(
+            (
+                "write transactions per workflow",
+                f"{transactions / workflows:7.2f}   ({operations / transactions:.1f} "
+                "triggers/submits/completions each, group commit)",
             )
         )
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flovyn_server.engine.activations import Activations
 from flovyn_server.engine.control import Control
 from flovyn_server.engine.definitions import Definitions
+from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.scheduler import Scheduler
 from flovyn_server.engine.tasks import Tasks
 from flovyn_server.engine.tenants import Tenants
@@ -24,9 +25,10 @@ class Engine:
         self.hub = WakeHub()
         store.on_commit_notify(self.hub.wake)
         self.tenants = Tenants(store, admin_key)
-        self.workflows = Workflows(store)
-        self.activations = Activations(store)
-        self.tasks = Tasks(store)
+        group = GroupCommit(store)
+        self.workflows = Workflows(store, group)
+        self.activations = Activations(store, group)
+        self.tasks = Tasks(store, group)
         self.control = Control(store)
         self.definitions = Definitions(store)
         self.workers = Workers(

@@ -15,6 +15,7 @@ from flovyn_server.domain import (
     parse_ttl_ms,
 )
 from flovyn_server.engine import eager, shapes, validate
+from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, insert_events, load_histories
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.tasks import ONLINE_CLAIMER, insert_task
@@ -28,8 +29,9 @@ SUBMIT_STATUSES = ("SUSPENDED", "COMPLETED", "FAILED", "CANCELLED")
 
 
 class Activations:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, group: GroupCommit) -> None:
         self.store = store
+        self.group = group
 
     async def claim(
         self,
@@ -109,10 +111,12 @@ class Activations:
         commands = body.get("commands", [])
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise bad_request("commands must be a list of objects")
-        handover = eager.offer(body, "eagerTasks")
-        handed: list[dict[str, Any]] = []
+        eager.offer(body, "eagerTasks")  # a bad offer is a 400 before anything runs
         now = now_ms()
-        async with self.store.transaction() as tx:
+
+        async def write(tx: Tx) -> dict[str, Any]:
+            handover = eager.offer(body, "eagerTasks")  # fresh if the group runs again
+            handed: list[dict[str, Any]] = []
             row = await self._held(tx, tenant, workflow_id, body, handover)
             events: list[Event] = []
             terminal: tuple[str, Any, str | None] | None = None
@@ -179,11 +183,14 @@ class Activations:
                 await insert_events(tx, row["id"], events, sequence, now)
                 if final == "PENDING":
                     tx.notify(workflow_key(tenant.id, row["queue"]))
-        answer: dict[str, Any] = {"status": final, "currentSequence": sequence}
-        if handover is not None:
-            answer["tasks"] = handed
-            metrics.labelled(metrics.EAGER_HANDOVERS, "task").inc(len(handed))
-        return answer
+            answer: dict[str, Any] = {"status": final, "currentSequence": sequence}
+            if handover is not None:
+                answer["tasks"] = handed
+                count = metrics.labelled(metrics.EAGER_HANDOVERS, "task")
+                tx.on_commit(lambda: count.inc(len(handed)))
+            return answer
+
+        return await self.group.run(workflow_id, write)
 
     async def _schedule_task(
         self,

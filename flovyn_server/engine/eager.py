@@ -34,13 +34,13 @@ class Offer:
 def online_column(worker: str, tenant: str) -> str:
     """A select-list column: 1 if the worker (`worker`, `tenant`: placeholders) is ONLINE.
 
-    It share-locks the worker's row until the commit, as a claim does (see
+    It key-share-locks the worker's row until the commit, as a claim does (see
     `tasks.ONLINE_CLAIMER`): the liveness reaper cannot mark the worker OFFLINE, and
     release what it holds, while work is being handed to it.
     """
     return (
         f"(SELECT 1 FROM workers WHERE id = {worker} AND tenant_id = {tenant} "
-        "AND status = 'ONLINE' FOR SHARE)"
+        "AND status = 'ONLINE' FOR KEY SHARE)"
     )
 
 

@@ -17,6 +17,7 @@ from flovyn_server.domain import (
     parse_iso_ms,
 )
 from flovyn_server.engine import eager, shapes, validate
+from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, append_and_resume, append_and_take
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
@@ -110,7 +111,7 @@ async def insert_task(
                 409, "ID_CONFLICT", f"task {task_id} exists already with another kind or owner"
             )
         return None
-    metrics.labelled(metrics.TASKS, "created").inc()
+    tx.on_commit(metrics.labelled(metrics.TASKS, "created").inc)
     spec.update(queue=queue, maxRetries=max_retries)
     if run_by:
         await tx.execute(
@@ -170,7 +171,7 @@ async def end_attempt(
             retry_at,
             now,
         )
-        metrics.labelled(metrics.TASKS, "retried").inc()
+        tx.on_commit(metrics.labelled(metrics.TASKS, "retried").inc)
         # A poll already waiting on this queue computed its deadline before this retry
         # existed: wake it so that it caps its wait at the new retryAt.
         tx.notify(task_key(task["tenant_id"], task["queue"]))
@@ -184,7 +185,7 @@ async def end_attempt(
         error,
         now,
     )
-    metrics.labelled(metrics.TASKS, final.lower()).inc()
+    tx.on_commit(metrics.labelled(metrics.TASKS, final.lower()).inc)
     wf = task["workflow_execution_id"]
     if wf:
         event = (
@@ -199,15 +200,17 @@ async def end_attempt(
 # Prefix of both claim UPDATEs ($1 the worker, $3 its tenant), which also add
 # `AND EXISTS (SELECT 1 FROM claimer)`: only an ONLINE worker claims. A long poll can
 # outlive its worker (a crashed process does not close the request at once), and a claim
-# made for a worker already marked OFFLINE would never be released. The share lock keeps
-# the liveness reaper from marking the worker OFFLINE before the claim commits (the reaper
-# skips locked rows and catches the worker, with what it just claimed, on its next pass);
-# being shared, it does not queue a worker's task and workflow claims behind each other.
+# made for a worker already marked OFFLINE would never be released. The key-share lock
+# keeps the liveness reaper and unregister, which lock the worker FOR UPDATE before they
+# mark it OFFLINE, from doing so before the claim commits (the reaper skips locked rows
+# and catches the worker, with what it just claimed, on its next pass). It is the weakest
+# lock that does this: claims do not queue behind each other nor behind the heartbeat's
+# UPDATE of the same row.
 # Both join the picked ids (`UPDATE ... FROM (...) AS picked`): with `id IN (...)` the
 # planner may hash-join against a scan of the whole table on every claim.
 ONLINE_CLAIMER = (
     "WITH claimer AS (SELECT id FROM workers WHERE id = $1 AND tenant_id = $3 "
-    "AND status = 'ONLINE' FOR SHARE) "
+    "AND status = 'ONLINE' FOR KEY SHARE) "
 )
 
 
@@ -220,8 +223,9 @@ TASK_FOR_UPDATE = TASK_ROW + " FOR UPDATE"
 
 
 class Tasks:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, group: GroupCommit) -> None:
         self.store = store
+        self.group = group
         self._log_seq = 0
 
     async def claim(
@@ -304,9 +308,11 @@ class Tasks:
         output = body.get("output")
         task_id = validate.uuid_text(task_id, "task execution id")
         attempt = validate.integer(body, "attempt", lo=1)
-        handover = eager.offer(body, "eagerActivation", max_slots=1)
-        answer: dict[str, Any] = {"status": "COMPLETED"}
-        async with self.store.transaction() as tx:
+        eager.offer(body, "eagerActivation", max_slots=1)  # a bad offer is a 400 at once
+
+        async def write(tx: Tx) -> dict[str, Any]:
+            handover = eager.offer(body, "eagerActivation", max_slots=1)  # fresh on a rerun
+            answer: dict[str, Any] = {"status": "COMPLETED"}
             # The check that this attempt is the running one is the UPDATE's WHERE.
             online = "" if handover is None else f", {eager.online_column('$6', '$2')} AS online"
             task = await tx.fetchrow(
@@ -342,10 +348,14 @@ class Tasks:
                     answer["activation"] = await append_and_take(tx, wf, events, now, handover)
                 else:
                     await append_and_resume(tx, wf, events, now)
-        metrics.labelled(metrics.TASKS, "completed").inc()
-        if answer.get("activation"):
-            metrics.labelled(metrics.EAGER_HANDOVERS, "activation").inc()
-        return answer
+            tx.on_commit(metrics.labelled(metrics.TASKS, "completed").inc)
+            if answer.get("activation"):
+                tx.on_commit(metrics.labelled(metrics.EAGER_HANDOVERS, "activation").inc)
+            return answer
+
+        # The workflow it resumes picks the lane; a worker names it (the task id will do).
+        lane = body.get("workflowExecutionId")
+        return await self.group.run(lane if isinstance(lane, str) else task_id, write)
 
     async def fail(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
         body = validate.body_object(body)

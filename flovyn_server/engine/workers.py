@@ -125,8 +125,11 @@ class Workers:
     async def unregister(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
         worker_id = validate.string(validate.body_object(body), "workerId")
         async with self.store.transaction() as tx:
+            # FOR UPDATE waits for claims in flight (see tasks.ONLINE_CLAIMER), so that
+            # the release below sees what they claimed.
             changed = await tx.execute(
-                "UPDATE workers SET status = 'OFFLINE' WHERE id = $1 AND tenant_id = $2",
+                "UPDATE workers SET status = 'OFFLINE' WHERE id IN (SELECT id FROM workers "
+                "WHERE id = $1 AND tenant_id = $2 FOR UPDATE)",
                 worker_id,
                 tenant.id,
             )

@@ -19,6 +19,7 @@ from flovyn_server.domain import (
     parse_ttl_ms,
 )
 from flovyn_server.engine import shapes, validate
+from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, append_and_resume, insert_events
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.paging import Filters, page
@@ -77,7 +78,7 @@ async def create_execution(
         now,
     )
     tx.notify(workflow_key(tenant_id, queue))
-    metrics.labelled(metrics.WORKFLOWS, "triggered").inc()
+    tx.on_commit(metrics.labelled(metrics.WORKFLOWS, "triggered").inc)
     return True
 
 
@@ -109,7 +110,7 @@ async def finish(
         len(events),
     )
     await insert_events(tx, row["id"], events, int(last), now)
-    metrics.labelled(metrics.WORKFLOWS, status.lower()).inc()
+    tx.on_commit(metrics.labelled(metrics.WORKFLOWS, status.lower()).inc)
     if row.get("parent_id"):
         base = {"childExecutionName": row["child_name"], "childWorkflowExecutionId": row["id"]}
         if status == "COMPLETED":
@@ -123,8 +124,9 @@ async def finish(
 
 
 class Workflows:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, group: GroupCommit) -> None:
         self.store = store
+        self.group = group
 
     async def trigger(
         self, tenant: Tenant, kind: str, body: dict[str, Any]
@@ -149,8 +151,9 @@ class Workflows:
         if len(kind) > 256:
             raise bad_request("workflow kind is too long")
         now, new_id = now_ms(), str(uuid.uuid4())
-        async with self.store.transaction() as tx:
-            existing = None
+
+        async def write(tx: Tx) -> tuple[dict[str, Any], str | None, int | None]:
+            existing, sequence = None, None
             if key is not None:
                 existing = await claim_key(
                     tx,
@@ -183,7 +186,7 @@ class Workflows:
                     "created_at": now,
                 }
             else:
-                metrics.IDEMPOTENCY_HITS.inc()
+                tx.on_commit(metrics.IDEMPOTENCY_HITS.inc)
                 found = await tx.fetchrow(
                     "SELECT id, status, kind, created_at FROM workflow_executions WHERE id = $1",
                     existing,
@@ -204,6 +207,9 @@ class Workflows:
                         )
                     ],
                 )
+            return row, existing, sequence
+
+        row, existing, sequence = await self.group.run(key or new_id, write)
         base = f"/api/tenants/{tenant.slug}/workflow-executions/{row['id']}"
         answer = {
             "workflowExecutionId": row["id"],

@@ -21,6 +21,7 @@ class Tx(abc.ABC):
 
     def __init__(self) -> None:
         self.wakeups: set[str] = set()
+        self.after_commit: list[Callable[[], object]] = []
 
     @abc.abstractmethod
     async def execute(self, sql: str, *args: Any) -> int:
@@ -43,6 +44,10 @@ class Tx(abc.ABC):
     def notify(self, key: str) -> None:
         self.wakeups.add(key)
 
+    def on_commit(self, callback: Callable[[], object]) -> None:
+        """Call `callback` once this transaction has committed (not if it rolls back)."""
+        self.after_commit.append(callback)
+
 
 class Store(abc.ABC):
     """A database holding every tenant's state."""
@@ -60,6 +65,11 @@ class Store(abc.ABC):
         if keys:
             for hook in self._hooks:
                 hook(keys)
+
+    def _committed(self, tx: Tx) -> None:
+        self._fire(tx.wakeups)
+        for callback in tx.after_commit:
+            callback()
 
     @abc.abstractmethod
     def transaction(self) -> Any:

@@ -94,7 +94,7 @@ class PostgresStore(Store):
                 await conn.execute(f"SELECT pg_notify('{CHANNEL}', {_literal(payload)}); COMMIT")
             else:
                 await conn.execute("COMMIT")
-        self._fire(tx.wakeups)
+        self._committed(tx)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

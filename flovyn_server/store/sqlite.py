@@ -33,14 +33,14 @@ log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 # SQLite has no row locks (and rejects the clause): with one writer they are implicit.
-_ROW_LOCK = re.compile(r"\s+FOR\s+(?:UPDATE|SHARE)(?:\s+SKIP\s+LOCKED)?\b")
+_ROW_LOCK = re.compile(r"\s+FOR\s+(?:UPDATE|SHARE|KEY\s+SHARE)(?:\s+SKIP\s+LOCKED)?\b")
 _BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY_S = 1.0
 
 
 @lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; `FOR UPDATE|SHARE [SKIP LOCKED]` dropped."""
+    """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; row locks (`FOR UPDATE`, `FOR [KEY] SHARE`) dropped."""
     return _ROW_LOCK.sub("", _PLACEHOLDER.sub(r"?\1", sql))
 
 
@@ -147,7 +147,7 @@ class SqliteStore(Store):
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
-        self._fire(tx.wakeups)
+        self._committed(tx)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

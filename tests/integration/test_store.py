@@ -390,3 +390,46 @@ async def test_row_lock_clauses_run_on_both_backends(store: Store) -> None:
             "SELECT id FROM tenants WHERE id = $1 FOR UPDATE SKIP LOCKED", tenant_id
         )
         assert skipped == [{"id": tenant_id}]  # our own lock does not hide the row from us
+
+
+# --- group commit: concurrent writes share a transaction, each keeps its own outcome ----
+
+
+async def test_group_commit_shares_a_transaction_and_isolates_a_failure(store: Store) -> None:
+    from flovyn_server.domain import ApiError
+    from flovyn_server.engine.group_commit import GroupCommit
+    from flovyn_server.store.base import Tx
+
+    group = GroupCommit(store, lanes=1)
+    committed: list[str] = []
+    wakes = Recorder()
+    store.on_commit_notify(wakes)
+
+    def writer(slug: str, fail: bool = False) -> Any:
+        async def operation(tx: Tx) -> str:
+            await tx.execute(INSERT_TENANT, *tenant_row(slug))
+            tx.notify(f"key:{slug}")
+            tx.on_commit(lambda: committed.append(slug))
+            if fail:  # after its write: the group must not keep it
+                raise ApiError(409, "CONFLICT", f"{slug} refused")
+            return slug
+
+        return operation
+
+    slugs = [f"g{i}" for i in range(8)]
+    outcomes = await asyncio.gather(
+        *(group.run("one-lane", writer(s, fail=(s == "g3"))) for s in slugs),
+        return_exceptions=True,
+    )
+    assert [o if isinstance(o, str) else type(o).__name__ for o in outcomes] == [
+        s if s != "g3" else "ApiError" for s in slugs
+    ]
+    assert await tenant_slugs(store) == [s for s in slugs if s != "g3"]
+    assert sorted(committed) == [s for s in slugs if s != "g3"]  # once each, never g3
+    assert all(wakes.count(f"key:{s}") == (0 if s == "g3" else 1) for s in slugs)
+
+    # Without a failure, the requests of one turn of the loop commit together.
+    await asyncio.gather(*(group.run("one-lane", writer(f"h{i}")) for i in range(6)))
+    assert [keys for keys in wakes.calls if any(k.startswith("key:h") for k in keys)] == [
+        {f"key:h{i}" for i in range(6)}
+    ]
