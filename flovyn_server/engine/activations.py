@@ -21,7 +21,7 @@ from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.tasks import ONLINE_CLAIMER, insert_task
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import DUE_KEY, workflow_key
-from flovyn_server.engine.workflows import create_execution, finish
+from flovyn_server.engine.workflows import create_execution, ended, finish
 from flovyn_server.jsonio import dumps
 from flovyn_server.store.base import Store, Tx
 
@@ -68,22 +68,16 @@ class Activations:
         return [shapes.activation(r, history[r["id"]]) for r in rows]
 
     async def _held(
-        self,
-        tx: Tx,
-        tenant: Tenant,
-        workflow_id: str,
-        body: dict[str, Any],
-        handover: eager.Offer | None = None,
+        self, tx: Tx, tenant: Tenant, workflow_id: str, body: dict[str, Any]
     ) -> dict[str, Any]:
+        """The execution, locked, if the worker holds this activation; 404 or 409 if not."""
         workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
         worker_id = validate.string(body, "workerId")
         activation = validate.integer(body, "activationId", lo=0)
-        online = "" if handover is None else f", {eager.online_column('$2', '$3')} AS online"
         row = await tx.fetchrow(
             "SELECT id, tenant_id, kind, queue, status, worker_id, activation_id, parent_id, "
-            f"child_name{online} FROM workflow_executions WHERE id = $1 FOR UPDATE",
+            "child_name FROM workflow_executions WHERE id = $1 FOR UPDATE",
             workflow_id,
-            *(() if handover is None else (worker_id, tenant.id)),
         )
         if row is None or row["tenant_id"] != tenant.id:
             raise not_found(f"workflow execution {workflow_id}")
@@ -97,6 +91,51 @@ class Activations:
                 "STALE_ACTIVATION",
                 f"activation {activation} of {workflow_id} is not held by this worker",
             )
+        return row
+
+    async def _hold_and_end(
+        self,
+        tx: Tx,
+        tenant: Tenant,
+        workflow_id: str,
+        body: dict[str, Any],
+        handover: eager.Offer | None,
+        status: str,
+        output: Any,
+        error: str | None,
+        reserved: int,
+        now: int,
+    ) -> dict[str, Any]:
+        """The submit's UPDATE: if the worker holds this activation, set the outcome
+        (SUSPENDED: WAITING, or PENDING when a resume was requested meanwhile) and
+        reserve `reserved` sequences; 404 or 409 if it does not."""
+        worker_id = validate.string(body, "workerId")
+        activation = validate.integer(body, "activationId", lo=0)
+        online = "" if handover is None else f", {eager.online_column('$3', '$2')} AS online"
+        row = await tx.fetchrow(
+            "UPDATE workflow_executions SET status = CASE WHEN $5 = 'SUSPENDED' THEN "
+            "CASE WHEN resume_requested = 1 THEN 'PENDING' ELSE 'WAITING' END ELSE $5 END, "
+            "output = CASE WHEN $5 = 'SUSPENDED' THEN output ELSE $6 END, "
+            "error = CASE WHEN $5 = 'SUSPENDED' THEN error ELSE $7 END, "
+            "completed_at = CASE WHEN $5 = 'SUSPENDED' THEN completed_at ELSE $8 END, "
+            "resume_requested = 0, worker_id = NULL, "
+            "current_sequence = current_sequence + $9, updated_at = $8 "
+            "WHERE id = $1 AND tenant_id = $2 AND status = 'RUNNING' AND worker_id = $3 "
+            "AND activation_id = $4 RETURNING id, tenant_id, kind, queue, status, parent_id, "
+            f"child_name, current_sequence{online}",
+            workflow_id,
+            tenant.id,
+            worker_id,
+            activation,
+            status,
+            None if output is None else dumps(output),
+            error,
+            now,
+            reserved,
+        )
+        if row is None:
+            await self._held(tx, tenant, workflow_id, body)  # raises 404 or 409
+            raise ApiError(409, "STALE_ACTIVATION", f"activation {activation} is not held")
         if handover is not None:
             handover.online = bool(row["online"])
         return row
@@ -112,29 +151,49 @@ class Activations:
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise bad_request("commands must be a list of objects")
         eager.offer(body, "eagerTasks")  # a bad offer is a 400 before anything runs
+        workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+        # The outcome comes first: the UPDATE that checks the activation is held also
+        # sets it and reserves the sequences of the events, one statement in all.
+        output, error, final_event = None, None, None
+        if status in ("COMPLETED", "FAILED"):
+            wanted = "COMPLETE_WORKFLOW" if status == "COMPLETED" else "FAIL_WORKFLOW"
+            if not commands or commands[-1].get("type") != wanted:
+                raise bad_request(f"status {status} needs a final {wanted} command")
+            *commands, last = commands
+            if status == "COMPLETED":
+                output = last.get("output")
+                final_event = (EventType.WORKFLOW_COMPLETED, {"output": output})
+            else:
+                error = str(last.get("error") or "workflow failed")
+                data = {"error": error}
+                if last.get("stackTrace"):
+                    data["stackTrace"] = str(last["stackTrace"])
+                final_event = (EventType.WORKFLOW_EXECUTION_FAILED, data)
         now = now_ms()
 
         async def write(tx: Tx) -> dict[str, Any]:
             handover = eager.offer(body, "eagerTasks")  # fresh if the group runs again
             handed: list[dict[str, Any]] = []
-            row = await self._held(tx, tenant, workflow_id, body, handover)
+            ending = final_event
+            if status == "CANCELLED":
+                reason = await tx.fetchval(
+                    "SELECT data FROM workflow_events WHERE workflow_execution_id = $1 "
+                    "AND event_type = 'CANCELLATION_REQUESTED' ORDER BY sequence DESC LIMIT 1",
+                    workflow_id,
+                )
+                if reason is None:
+                    raise bad_request("status CANCELLED needs a cancellation request")
+                ending = (
+                    EventType.WORKFLOW_CANCELLED,
+                    {"reason": shapes.loads(reason).get("reason")},
+                )
+            reserved = len(commands) + (ending is not None)
+            row = await self._hold_and_end(
+                tx, tenant, workflow_id, body, handover, status, output, error, reserved, now
+            )
             events: list[Event] = []
-            terminal: tuple[str, Any, str | None] | None = None
-            for index, command in enumerate(commands):
-                kind = command.get("type")
-                last = index == len(commands) - 1
-                if kind == "COMPLETE_WORKFLOW" and last and status == "COMPLETED":
-                    output = command.get("output")
-                    events.append((EventType.WORKFLOW_COMPLETED, {"output": output}))
-                    terminal = ("COMPLETED", output, None)
-                elif kind == "FAIL_WORKFLOW" and last and status == "FAILED":
-                    error = str(command.get("error") or "workflow failed")
-                    data = {"error": error}
-                    if command.get("stackTrace"):
-                        data["stackTrace"] = str(command["stackTrace"])
-                    events.append((EventType.WORKFLOW_EXECUTION_FAILED, data))
-                    terminal = ("FAILED", None, error)
-                elif kind == "SCHEDULE_TASK":
+            for command in commands:
+                if command.get("type") == "SCHEDULE_TASK":
                     task = await self._schedule_task(tx, tenant, row, command, now, handover)
                     if task is not None:
                         events.append(task_scheduled(task, command))
@@ -144,46 +203,24 @@ class Activations:
                     event = await self._apply(tx, tenant, row, command, now)
                     if event is not None:
                         events.append(event)
-            if status == "CANCELLED":
-                reason = await tx.fetchval(
-                    "SELECT data FROM workflow_events WHERE workflow_execution_id = $1 "
-                    "AND event_type = 'CANCELLATION_REQUESTED' ORDER BY sequence DESC LIMIT 1",
-                    row["id"],
+            if ending is not None:
+                events.append(ending)
+            sequence = int(row["current_sequence"])
+            if len(events) < reserved:  # a command that was a no-op: give back its number
+                sequence = int(
+                    await tx.fetchval(
+                        "UPDATE workflow_executions SET current_sequence = current_sequence - $2 "
+                        "WHERE id = $1 RETURNING current_sequence",
+                        workflow_id,
+                        reserved - len(events),
+                    )
                 )
-                if reason is None:
-                    raise bad_request("status CANCELLED needs a cancellation request")
-                events.append(
-                    (EventType.WORKFLOW_CANCELLED, {"reason": shapes.loads(reason).get("reason")})
-                )
-                terminal = ("CANCELLED", None, None)
-            elif status != "SUSPENDED" and terminal is None:
-                raise bad_request(
-                    f"status {status} needs a final "
-                    f"{'COMPLETE_WORKFLOW' if status == 'COMPLETED' else 'FAIL_WORKFLOW'}"
-                    " command"
-                )
-            # One UPDATE sets the outcome and reserves the sequences of the new events.
-            if terminal is not None:
-                final = terminal[0]
-                sequence = await finish(
-                    tx, row, final, output=terminal[1], error=terminal[2], now=now, events=events
-                )
-            else:
-                after = await tx.fetchrow(
-                    "UPDATE workflow_executions SET status = CASE WHEN resume_requested = 1 "
-                    "THEN 'PENDING' ELSE 'WAITING' END, resume_requested = 0, worker_id = NULL, "
-                    "current_sequence = current_sequence + $3, updated_at = $2 "
-                    "WHERE id = $1 RETURNING status, current_sequence",
-                    row["id"],
-                    now,
-                    len(events),
-                )
-                assert after is not None
-                final, sequence = after["status"], int(after["current_sequence"])
-                await insert_events(tx, row["id"], events, sequence, now)
-                if final == "PENDING":
-                    tx.notify(workflow_key(tenant.id, row["queue"]))
-            answer: dict[str, Any] = {"status": final, "currentSequence": sequence}
+            await insert_events(tx, workflow_id, events, sequence, now)
+            if ending is not None:
+                await ended(tx, row, row["status"], output=output, error=error)
+            elif row["status"] == "PENDING":
+                tx.notify(workflow_key(tenant.id, row["queue"]))
+            answer: dict[str, Any] = {"status": row["status"], "currentSequence": sequence}
             if handover is not None:
                 answer["tasks"] = handed
                 count = metrics.labelled(metrics.EAGER_HANDOVERS, "task")

@@ -110,6 +110,14 @@ async def finish(
         len(events),
     )
     await insert_events(tx, row["id"], events, int(last), now)
+    await ended(tx, row, status, output=output, error=error)
+    return int(last)
+
+
+async def ended(
+    tx: Tx, row: dict[str, Any], status: str, *, output: Any = None, error: str | None = None
+) -> None:
+    """What follows an execution's end: count it, and tell its parent (if any)."""
     tx.on_commit(metrics.labelled(metrics.WORKFLOWS, status.lower()).inc)
     if row.get("parent_id"):
         base = {"childExecutionName": row["child_name"], "childWorkflowExecutionId": row["id"]}
@@ -120,7 +128,6 @@ async def finish(
         else:
             event = (EventType.CHILD_WORKFLOW_CANCELLED, base)
         await append_and_resume(tx, row["parent_id"], [event])
-    return int(last)
 
 
 class Workflows:

@@ -270,3 +270,49 @@ async def test_sdk_takes_handovers_and_keeps_its_limits(flovyn: Flovyn) -> None:
         return True
 
     assert await wait_for(all_attempts_single, within=5)
+
+
+async def test_a_no_op_command_gives_its_sequence_back(flovyn: Flovyn) -> None:
+    """A submit reserves a sequence per command before applying them; a command that
+    turns out a no-op (a task id scheduled already, with the same kind) leaves no gap,
+    and one with another kind is refused with nothing applied."""
+    worker_id = await _register(flovyn)
+    wf_id = await trigger(flovyn, "e-flow")
+    first = await _claim_one(flovyn, worker_id)
+    again = _schedule("e-step")
+    await _submit(flovyn, worker_id, first, [again])
+    await _complete(flovyn, worker_id, await _poll_task(flovyn, worker_id))
+    second = await _claim_one(flovyn, worker_id)
+    fresh = _schedule("e-step")
+    conflicting = {**_schedule("other-step"), "taskExecutionId": again["taskExecutionId"]}
+    path = f"P/worker/workflows/{wf_id}/submit"
+    status, body = await flovyn.call(
+        "POST", path,
+        {"workerId": worker_id, "activationId": second["activationId"], "status": "SUSPENDED",
+         "commands": [fresh, conflicting]},
+        key=flovyn.worker_token,
+    )  # fmt: skip
+    assert_error(status, body, 409, "ID_CONFLICT")
+    assert len(await flovyn.tasks(wf_id)) == 1  # the fresh one was rolled back
+
+    answer = await _submit(flovyn, worker_id, second, [again, fresh])
+    events = await flovyn.events(wf_id)
+    assert_gapless(events)
+    assert answer["currentSequence"] == events[-1]["sequence"]
+    assert event_types(events) == [
+        "WORKFLOW_STARTED",
+        "TASK_SCHEDULED",
+        "TASK_COMPLETED",
+        "TASK_SCHEDULED",
+    ]
+    assert events[-1]["data"]["taskExecutionId"] == fresh["taskExecutionId"]
+
+
+async def _poll_task(f: Flovyn, worker_id: str) -> str:
+    polled = await f.ok(
+        "POST", "P/worker/tasks/poll",
+        {"workerId": worker_id, "queue": "default", "kinds": ["e-step"], "maxItems": 1,
+         "timeoutMs": 2000},
+        key=f.worker_token,
+    )  # fmt: skip
+    return str(polled["tasks"][0]["taskExecutionId"])
