@@ -66,5 +66,10 @@ def worker_child(argv: list[str]) -> int:
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(_serve(args))
+    try:  # as the server does, and as we advise workers to (see README)
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(args))
+    else:
+        uvloop.run(_serve(args))
     return 0
