@@ -22,6 +22,12 @@ from flovyn_server.store.base import Row, Tx
 
 Event = tuple[EventType, dict[str, Any]]
 
+# Deferred (`Tx.write`): a read of the history in the same transaction sends them first.
+INSERT_EVENT = (
+    "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, created_at) "
+    "VALUES ($1, $2, $3, $4, $5)"
+)
+
 
 async def append_events(
     tx: Tx, workflow_id: str, events: list[Event], now: int | None = None
@@ -132,14 +138,6 @@ async def insert_events(
 ) -> None:
     """Write `events` as the sequences ending at `last`, which an UPDATE of
     `current_sequence` has just reserved (under the execution's row lock)."""
-    if events:
-        first = last - len(events) + 1
-        await tx.executemany(
-            "INSERT INTO workflow_events "
-            "(workflow_execution_id, sequence, event_type, data, created_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            [
-                (workflow_id, first + i, str(kind), dumps(data), now)
-                for i, (kind, data) in enumerate(events)
-            ],
-        )
+    first = last - len(events) + 1
+    for i, (kind, data) in enumerate(events):
+        tx.write(INSERT_EVENT, workflow_id, first + i, str(kind), dumps(data), now)

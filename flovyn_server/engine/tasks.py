@@ -114,7 +114,7 @@ async def insert_task(
     tx.on_commit(metrics.labelled(metrics.TASKS, "created").inc)
     spec.update(queue=queue, maxRetries=max_retries)
     if run_by:
-        await tx.execute(
+        tx.write(
             "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, started_at) "
             "VALUES ($1, 1, $2, 'RUNNING', $3)",
             task_id,
@@ -331,7 +331,7 @@ class Tasks:
             if task is None:
                 await self._running(tx, tenant, task_id, body)  # raises 404 or 409
                 raise stale(task_id, attempt)
-            await tx.execute(
+            tx.write(
                 "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4 "
                 "WHERE task_execution_id = $1 AND attempt = $2",
                 task_id,

@@ -20,7 +20,7 @@ from flovyn_server.domain import (
 )
 from flovyn_server.engine import shapes, validate
 from flovyn_server.engine.group_commit import GroupCommit
-from flovyn_server.engine.history import Event, append_and_resume, insert_events
+from flovyn_server.engine.history import INSERT_EVENT, Event, append_and_resume, insert_events
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
@@ -69,10 +69,10 @@ async def create_execution(
     )
     if not inserted:
         return False
-    await tx.execute(
-        "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, "
-        "created_at) VALUES ($1, 1, $2, $3, $4)",
+    tx.write(
+        INSERT_EVENT,
         execution_id,
+        1,
         EventType.WORKFLOW_STARTED.value,
         dumps({"input": input}),
         now,

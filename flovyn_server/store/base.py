@@ -8,30 +8,71 @@ exclusive). Rules live in the engine; the store only runs SQL and reports wake-u
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any
 
 Row = dict[str, Any]
+_WRITTEN_TABLE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
 NotifyHook = Callable[[Iterable[str]], None]
 
 
 class Tx(abc.ABC):
-    """One transaction. `notify(key)` wakes listeners of `key` once it commits."""
+    """One transaction. `notify(key)` wakes listeners of `key` once it commits.
+
+    `write()` defers a statement whose result nobody needs: the deferred statements are
+    sent at the commit, each kind of statement with all its rows in one pipelined
+    round trip (asyncpg's executemany), or earlier, when a later statement names a
+    table they write to (so that it reads them). A shared transaction of many requests
+    (see `engine/group_commit.py`) thus sends their event inserts in one go.
+    """
 
     def __init__(self) -> None:
         self.wakeups: set[str] = set()
         self.after_commit: list[Callable[[], object]] = []
+        self._writes: dict[str, list[tuple[Any, ...]]] = {}
+        self._written: set[str] = set()
 
-    @abc.abstractmethod
+    def write(self, sql: str, *args: Any) -> None:
+        """Run an INSERT, UPDATE or DELETE later, in this transaction (see the class)."""
+        match = _WRITTEN_TABLE.match(sql)
+        if match is None:
+            raise ValueError(f"not a deferrable write: {sql[:60]!r}")
+        self._written.add(match[1])
+        self._writes.setdefault(sql, []).append(args)
+
+    async def flush(self) -> None:
+        """Send the deferred writes, in the order their kinds first came."""
+        writes, self._writes, self._written = self._writes, {}, set()
+        for sql, rows in writes.items():
+            await self._executemany(sql, rows)
+
+    async def _before(self, sql: str) -> None:
+        if self._written and any(table in sql for table in self._written):
+            await self.flush()
+
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; return the number of rows it changed."""
+        await self._before(sql)
+        return await self._execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._before(sql)
+        await self._executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        await self._before(sql)
+        return await self._fetch(sql, *args)
 
     @abc.abstractmethod
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def _execute(self, sql: str, *args: Any) -> int: ...
 
     @abc.abstractmethod
-    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, *args: Any) -> list[Row]: ...
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)

@@ -39,15 +39,15 @@ class PostgresTx(Tx):
         super().__init__()
         self._conn = conn
 
-    async def execute(self, sql: str, *args: Any) -> int:
+    async def _execute(self, sql: str, *args: Any) -> int:
         status: str = await self._conn.execute(sql, *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._conn.executemany(sql, rows)
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+    async def _fetch(self, sql: str, *args: Any) -> list[Row]:
         return [dict(r) for r in await self._conn.fetch(sql, *args)]
 
 
@@ -83,6 +83,7 @@ class PostgresStore(Store):
             tx = PostgresTx(conn)
             try:
                 yield tx
+                await tx.flush()  # the deferred writes, before the commit
             except BaseException:
                 with contextlib.suppress(Exception):  # a broken connection: the pool drops it
                     await conn.execute("ROLLBACK")

@@ -81,13 +81,13 @@ class SqliteTx(Tx):
         super().__init__()
         self._conn = conn
 
-    async def execute(self, sql: str, *args: Any) -> int:
+    async def _execute(self, sql: str, *args: Any) -> int:
         return self._conn.execute(translate(sql), args).rowcount
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._conn.executemany(translate(sql), rows)
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+    async def _fetch(self, sql: str, *args: Any) -> list[Row]:
         cursor = self._conn.execute(translate(sql), args)
         rows = cursor.fetchall()
         if not rows:
@@ -143,6 +143,7 @@ class SqliteStore(Store):
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield tx
+                await tx.flush()  # the deferred writes, before the commit
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise

@@ -433,3 +433,32 @@ async def test_group_commit_shares_a_transaction_and_isolates_a_failure(store: S
     assert [keys for keys in wakes.calls if any(k.startswith("key:h") for k in keys)] == [
         {f"key:h{i}" for i in range(6)}
     ]
+
+
+async def test_deferred_writes_are_sent_before_a_read_of_their_table(store: Store) -> None:
+    async with store.transaction() as tx:
+        tx.write(INSERT_TENANT, *tenant_row("w1"))
+        tx.write(INSERT_TENANT, *tenant_row("w2"))
+        # A statement on another table does not send them ...
+        assert await tx.fetchval("SELECT count(*) FROM workers") == 0
+        # ... one naming their table does, in order.
+        rows = await tx.fetch("SELECT slug FROM tenants ORDER BY slug")
+        assert [r["slug"] for r in rows] == ["w1", "w2"]
+        tx.write(INSERT_TENANT, *tenant_row("w3"))  # sent at the commit
+    assert await tenant_slugs(store) == ["w1", "w2", "w3"]
+
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            tx.write(INSERT_TENANT, *tenant_row("w4"))
+            raise RuntimeError("roll back")
+    assert await tenant_slugs(store) == ["w1", "w2", "w3"]
+
+    # A deferred write that fails fails the commit, and the transaction rolls back whole.
+    with pytest.raises(Exception):  # noqa: B017 - each backend has its own error type
+        async with store.transaction() as tx:
+            await tx.execute(INSERT_TENANT, *tenant_row("w5"))
+            tx.write(INSERT_TENANT, *tenant_row("w1"))  # the slug is taken
+    assert await tenant_slugs(store) == ["w1", "w2", "w3"]
+    with pytest.raises(ValueError):
+        async with store.transaction() as tx:
+            tx.write("SELECT 1")
