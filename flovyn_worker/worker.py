@@ -113,7 +113,7 @@ class Worker:
         self._workflow_slots = _Slots(max_concurrent_workflows)
         # With both workflows and tasks here, the server can hand a submit's tasks and a
         # completed task's next activation straight back (eager dispatch). A poll then
-        # asks for at most half the slots, so that some stay free to offer.
+        # leaves a quarter of the slots (at least one) free to offer.
         self._eager = bool(self._workflows and self._tasks)
         # Polls in flight and jobs running, per worker id they were claimed under.
         self._users: Counter[str] = Counter()
@@ -342,7 +342,7 @@ class Worker:
         """(the worker id polled as, the items claimed for it)."""
         free = await slots.wait_free()
         if self._eager:
-            free = min(free, max(1, slots.limit // 2))
+            free = min(free, max(1, slots.limit - max(1, slots.limit // 4)))
         if self._claims_in_doubt:
             await self._replace_identity()
         worker_id = str(self.worker_id)
