@@ -30,15 +30,23 @@ async def _register(f: Flovyn) -> str:
     return str(answer["workerId"])
 
 
-async def _claim_one(f: Flovyn, worker_id: str) -> dict[str, Any]:
+async def _poll(
+    f: Flovyn, worker_id: str, what: str, max_items: int, timeout_ms: int
+) -> list[dict[str, Any]]:
+    """Items of a raw poll: `what` is "workflows" (e-flow) or "tasks" (e-step)."""
+    kinds = ["e-flow"] if what == "workflows" else ["e-step"]
     answer = await f.ok(
-        "POST", "P/worker/workflows/poll",
-        {"workerId": worker_id, "queue": "default", "kinds": ["e-flow"], "maxItems": 1,
-         "timeoutMs": 2000},
+        "POST", f"P/worker/{what}/poll",
+        {"workerId": worker_id, "queue": "default", "kinds": kinds, "maxItems": max_items,
+         "timeoutMs": timeout_ms},
         key=f.worker_token,
     )  # fmt: skip
-    assert len(answer["activations"]) == 1, answer
-    return dict(answer["activations"][0])
+    return list(answer["activations" if what == "workflows" else "tasks"])
+
+
+async def _claim_one(f: Flovyn, worker_id: str) -> dict[str, Any]:
+    [activation] = await _poll(f, worker_id, "workflows", 1, 2000)
+    return activation
 
 
 def _schedule(kind: str, queue: str | None = None) -> dict[str, Any]:
@@ -111,13 +119,8 @@ async def test_submit_hands_over_the_tasks_its_offer_covers(flovyn: Flovyn) -> N
             assert (row["status"], row["executionCount"]) == ("PENDING", 0), row
 
     # A poll gets the queued e-step task of the default queue, never a handed one.
-    polled = await flovyn.ok(
-        "POST", "P/worker/tasks/poll",
-        {"workerId": worker_id, "queue": "default", "kinds": ["e-step"], "maxItems": 10,
-         "timeoutMs": 200},
-        key=flovyn.worker_token,
-    )  # fmt: skip
-    assert [t["taskExecutionId"] for t in polled["tasks"]] == [commands[4]["taskExecutionId"]]
+    polled = await _poll(flovyn, worker_id, "tasks", 10, 200)
+    assert [t["taskExecutionId"] for t in polled] == [commands[4]["taskExecutionId"]]
     events = await flovyn.events(wf_id)
     assert event_types(events) == ["WORKFLOW_STARTED"] + ["TASK_SCHEDULED"] * 5
     assert_gapless(events)
@@ -165,13 +168,7 @@ async def test_no_offer_no_other_kind_no_handover(flovyn: Flovyn) -> None:
     answer = await _submit(flovyn, worker_id, activation, commands)
     assert "tasks" not in answer
     assert {t["status"] for t in await flovyn.tasks(wf_id)} == {"PENDING"}
-    polled = await flovyn.ok(
-        "POST", "P/worker/tasks/poll",
-        {"workerId": worker_id, "queue": "default", "kinds": ["e-step"], "maxItems": 10,
-         "timeoutMs": 200},
-        key=flovyn.worker_token,
-    )  # fmt: skip
-    assert len(polled["tasks"]) == 2
+    assert len(await _poll(flovyn, worker_id, "tasks", 10, 200)) == 2
     # An offer for other workflow kinds leaves the resumed execution queued.
     answer = await _complete(
         flovyn,
@@ -281,7 +278,8 @@ async def test_a_no_op_command_gives_its_sequence_back(flovyn: Flovyn) -> None:
     first = await _claim_one(flovyn, worker_id)
     again = _schedule("e-step")
     await _submit(flovyn, worker_id, first, [again])
-    await _complete(flovyn, worker_id, await _poll_task(flovyn, worker_id))
+    [polled] = await _poll(flovyn, worker_id, "tasks", 1, 2000)
+    await _complete(flovyn, worker_id, polled["taskExecutionId"])
     second = await _claim_one(flovyn, worker_id)
     fresh = _schedule("e-step")
     conflicting = {**_schedule("other-step"), "taskExecutionId": again["taskExecutionId"]}
@@ -306,13 +304,3 @@ async def test_a_no_op_command_gives_its_sequence_back(flovyn: Flovyn) -> None:
         "TASK_SCHEDULED",
     ]
     assert events[-1]["data"]["taskExecutionId"] == fresh["taskExecutionId"]
-
-
-async def _poll_task(f: Flovyn, worker_id: str) -> str:
-    polled = await f.ok(
-        "POST", "P/worker/tasks/poll",
-        {"workerId": worker_id, "queue": "default", "kinds": ["e-step"], "maxItems": 1,
-         "timeoutMs": 2000},
-        key=f.worker_token,
-    )  # fmt: skip
-    return str(polled["tasks"][0]["taskExecutionId"])
