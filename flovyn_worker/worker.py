@@ -340,11 +340,11 @@ class Worker:
 
     async def _poll(self, what: str, kinds: list[str], slots: _Slots) -> tuple[str, list[Any]]:
         """(the worker id polled as, the items claimed for it)."""
-        free = await slots.wait_free()
-        if self._eager:
-            free = min(free, max(1, slots.limit - max(1, slots.limit // 4)))
         if self._claims_in_doubt:
             await self._replace_identity()
+        free = await slots.wait_free()  # no await from here until the slots are promised
+        if self._eager:
+            free = min(free, max(1, slots.limit - max(1, slots.limit // 4)))
         worker_id = str(self.worker_id)
         body = {
             "workerId": worker_id,

@@ -62,8 +62,8 @@ async def append_and_take(
     tx: Tx, workflow_id: str, events: list[Event], now: int, offer: Offer
 ) -> dict[str, Any] | None:
     """`append_and_resume`, and when that makes the workflow runnable and it matches
-    `offer` (whose worker was found online, see `eager.py`), claim it for the offering worker in the
-    same UPDATE: returns the activation to hand over, or None."""
+    `offer` (whose worker was found online, see `eager.py`), claim it for the offering
+    worker in the same UPDATE: returns the activation to hand over, or None."""
     row = await _append(tx, workflow_id, events, now, wake=True, offer=offer)
     if (
         row is None
