@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
+import zlib
 from datetime import timedelta
 
 from flovyn_worker import RetryPolicy, TaskContext, Worker, WorkflowContext, task, workflow
@@ -33,7 +33,10 @@ async def reserve_stock(ctx: TaskContext, order: dict) -> dict:
 )
 async def charge_card(ctx: TaskContext, order: dict) -> dict:
     ctx.logger.info("charging %s (attempt %d)", order["amount"], ctx.attempt)
-    if random.random() < 0.3:
+    # The card processor times out once or twice for two orders in three, so that the
+    # retries show in the attempts and the logs; it never fails for good (a random
+    # failure here used to fail about one order in a hundred).
+    if ctx.attempt <= zlib.crc32(order["orderId"].encode()) % 3:
         ctx.logger.warning("card processor timed out")
         raise RuntimeError("card processor timed out")
     await ctx.report_progress(1.0, "charged")

@@ -52,6 +52,7 @@ def _connect(path: str) -> sqlite3.Connection:
         # NORMAL sync survives a process crash (not a power loss), keeps commits cheap.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA foreign_keys=ON")  # as PostgreSQL enforces them
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
     except BaseException:
         conn.close()
