@@ -40,6 +40,12 @@ EAGER_HANDOVERS = Counter(
     ["work"],
     registry=REGISTRY,
 )
+BATCHED_OPERATIONS = Counter(
+    "flovyn_batched_operations_total",
+    "Worker results that came in a batch request, by type and answer status",
+    ["type", "status"],
+    registry=REGISTRY,
+)
 GROUP_COMMIT_SIZE = Histogram(
     "flovyn_group_commit_operations",
     "Write operations (triggers, submits, task completions) per shared transaction",

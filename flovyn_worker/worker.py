@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from ._version import __version__
+from .batch import ResultBatcher
 from .decorators import TaskDefinition, WorkflowDefinition, task_definition, workflow_definition
 from .errors import DeterminismViolation, FlovynApiError
 from .replay import format_error, replay_workflow
@@ -107,6 +108,7 @@ class Worker:
         self.shutdown_grace = to_seconds(shutdown_grace) or 0.0
         self.worker_id: str | None = None
         self._transport = Transport(server_url, tenant=tenant, token=token)
+        self._results = ResultBatcher(lambda batch: self._send("/worker/batch", batch))
         self._logs = LogBuffer()
         self._heartbeat_interval = 5.0
         self._task_slots = _Slots(max_concurrent_tasks)
@@ -401,7 +403,7 @@ class Worker:
             except Exception as exc:
                 if not is_transient(exc) or attempt == attempts:
                     raise
-                if "eagerTasks" in body or "eagerActivation" in body:
+                if _carries_offer(body):
                     # The failed try may have committed and handed us work whose answer
                     # is lost (a retry is then refused as stale): see _replace_identity.
                     self._claims_in_doubt = True
@@ -409,10 +411,15 @@ class Worker:
                 await asyncio.sleep(backoff.next())
         return None
 
-    async def _report(self, path: str, body: dict[str, Any]) -> Any:
+    async def _report(
+        self, path: str, body: dict[str, Any], op: tuple[str, str] | None = None
+    ) -> Any:
         """Send a result whose refusal can only be logged (stale claims are normal);
-        returns the answer, or None when refused or not delivered."""
+        returns the answer, or None when refused or not delivered. With `op` (kind,
+        target) it goes out with the other results of the moment (see batch.py)."""
         try:
+            if op is not None:
+                return await self._results.call(*op, body)
             return await self._send(path, body)
         except FlovynApiError as exc:
             if exc.status == 409 and (exc.code or "").startswith("STALE"):
@@ -475,7 +482,7 @@ class Worker:
         if offer:
             body["eagerTasks"] = offer
         try:
-            answer = await self._send(f"{base}/submit", body)
+            answer = await self._results.call("submit", execution_id, body)
         except FlovynApiError as exc:
             if exc.status == 409 and (exc.code or "").startswith("STALE"):
                 log.info("activation of %s is stale, dropped: %s", execution_id, exc)
@@ -504,7 +511,10 @@ class Worker:
         attempt = int(item.get("attempt") or 1)
         kind = str(item.get("kind"))
         base = f"/worker/tasks/{task_id}"
-        ids = {"workerId": worker_id, "attempt": attempt}
+        ids: dict[str, Any] = {"workerId": worker_id, "attempt": attempt}
+        if item.get("workflowExecutionId"):
+            # Naming the workflow lets the server group this result with its other writes.
+            ids["workflowExecutionId"] = item["workflowExecutionId"]
         definition = self._tasks.get(kind)
         if definition is None:
             await self._report(
@@ -538,13 +548,16 @@ class Worker:
             await self._report(
                 f"{base}/fail",
                 {**ids, "error": error, "retryable": True, "timedOut": True, "stackTrace": stack},
+                op=("fail", task_id),
             )
             return
         except Exception as exc:
             error, stack = format_error(exc)
             retryable = getattr(exc, "retryable", True) is not False
             await self._report(
-                f"{base}/fail", {**ids, "error": error, "retryable": retryable, "stackTrace": stack}
+                f"{base}/fail",
+                {**ids, "error": error, "retryable": retryable, "stackTrace": stack},
+                op=("fail", task_id),
             )
             return
         finally:
@@ -557,14 +570,13 @@ class Worker:
         """Report the output, offering to run the workflow's next activation here."""
         offer = None
         if item.get("workflowExecutionId"):
-            # Naming the workflow lets the server group this write with the others to it.
-            body = {**body, "workflowExecutionId": item["workflowExecutionId"]}
             offer = self._offer(self._workflow_slots, self._workflows, 1)
+        op = ("complete", str(item["taskExecutionId"]))
         if offer is None:
-            await self._report(f"{base}/complete", body)
+            await self._report(f"{base}/complete", body, op)
             return
         try:
-            answer = await self._report(f"{base}/complete", {**body, "eagerActivation": offer})
+            answer = await self._report(f"{base}/complete", {**body, "eagerActivation": offer}, op)
             if answer and answer.get("activation"):
                 self._spawn_activation(answer["activation"], worker_id)
         finally:
@@ -587,6 +599,12 @@ class Worker:
                 if is_transient(exc):
                     self._logs.put_back(batch)
                 return
+
+
+def _carries_offer(body: dict[str, Any]) -> bool:
+    """Whether a request offers slots for eager dispatch, itself or in a batch."""
+    bodies = [body, *(op.get("body") or {} for op in body.get("operations") or ())]
+    return any("eagerTasks" in b or "eagerActivation" in b for b in bodies)
 
 
 def _answer_may_be_lost(exc: BaseException) -> bool:

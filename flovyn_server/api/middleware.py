@@ -27,11 +27,18 @@ _HTTP_CODES = {
 }
 
 
-def error_response(err: ApiError) -> web.Response:
+INTERNAL = ApiError(500, "INTERNAL", "internal server error (logged)")
+
+
+def error_body(err: ApiError) -> dict[str, object]:
     payload: dict[str, object] = {"error": err.message, "code": err.code}
     if err.details:
         payload["details"] = err.details
-    return json(payload, err.status)
+    return payload
+
+
+def error_response(err: ApiError) -> web.Response:
+    return json(error_body(err), err.status)
 
 
 @web.middleware
@@ -57,7 +64,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(ApiError(500, "INTERNAL", "internal server error (logged)"))
+        return error_response(INTERNAL)
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from flovyn_server import metrics
 from flovyn_server.api.common import body_action, body_object, engine, json, tenant
-from flovyn_server.domain import now_ms
+from flovyn_server.api.middleware import INTERNAL, error_body, log
+from flovyn_server.domain import ApiError, bad_request, now_ms
 from flovyn_server.engine import validate
 from flovyn_server.engine.wake import task_key, workflow_key
 
@@ -107,6 +108,41 @@ routes.post(W + "/tasks/{id}/complete")(body_action(lambda e: e.tasks.complete))
 routes.post(W + "/tasks/{id}/fail")(body_action(lambda e: e.tasks.fail))
 routes.post(W + "/tasks/{id}/progress")(body_action(lambda e: e.tasks.progress))
 routes.post(W + "/tasks/{id}/heartbeat")(body_action(lambda e: e.tasks.heartbeat))
+
+
+# One request for many results: the operations run side by side, so they share the
+# group commit's transactions, and each gets its own outcome in `results`.
+_BATCHED = {
+    "submit": lambda e: e.activations.submit,
+    "complete": lambda e: e.tasks.complete,
+    "fail": lambda e: e.tasks.fail,
+}
+
+
+@routes.post(W + "/batch")
+async def batch(request: web.Request) -> web.Response:
+    eng, t = engine(request), tenant(request)
+    operations = (await body_object(request)).get("operations")
+    if not isinstance(operations, list) or not 1 <= len(operations) <= 100:
+        raise bad_request("operations must be a list of 1 to 100 objects")
+
+    async def run(op: Any) -> dict[str, Any]:
+        kind = op.get("type") if isinstance(op, dict) else None
+        try:
+            if kind not in _BATCHED:
+                raise bad_request(f"each operation needs a type: one of {', '.join(_BATCHED)}")
+            answer = await _BATCHED[kind](eng)(t, str(op.get("id")), op.get("body"))
+            result = {"status": 200, "body": answer}
+        except ApiError as err:
+            result = {"status": err.status, "body": error_body(err)}
+        except Exception:
+            log.exception("unhandled error in a batched %r", kind)
+            result = {"status": 500, "body": error_body(INTERNAL)}
+        if kind in _BATCHED:
+            metrics.labelled(metrics.BATCHED_OPERATIONS, kind, str(result["status"])).inc()
+        return result
+
+    return json({"results": await asyncio.gather(*(run(op) for op in operations))})
 
 
 @routes.post(W + "/logs")

@@ -35,6 +35,7 @@ from flovyn_server.store.base import Store, Tx
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_ATTEMPTS = 3  # of an operation alone, when the database gave up on it (a deadlock)
 Operation = Callable[[Tx], Awaitable[Any]]
 
 
@@ -70,7 +71,7 @@ class GroupCommit:
                 for operation, _ in group:
                     results.append(await operation(tx))
         except Exception as exc:
-            if len(group) == 1:
+            if len(group) == 1 and not self.store.is_transient(exc):
                 _settle(group[0][1], exc)
                 return
             # Each runs again alone and gets its own outcome.
@@ -83,14 +84,21 @@ class GroupCommit:
             _settle(future, result)
 
     async def _alone(self, operation: Operation, future: asyncio.Future[Any]) -> None:
-        try:
-            async with self.store.transaction() as tx:
-                result = await operation(tx)
-        except Exception as exc:
-            _settle(future, exc)
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self.store.transaction() as tx:
+                    result = await operation(tx)
+            except Exception as exc:
+                # A deadlock victim runs again: a group holds its locks longer than a
+                # lone request, so meeting another transaction's locks is more likely.
+                if attempt < _ATTEMPTS and self.store.is_transient(exc):
+                    log.info("operation retried after %r", exc)
+                    continue
+                _settle(future, exc)
+                return
+            metrics.GROUP_COMMIT_SIZE.observe(1)
+            _settle(future, result)
             return
-        metrics.GROUP_COMMIT_SIZE.observe(1)
-        _settle(future, result)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -222,6 +222,13 @@ TASK_ROW = (
 TASK_FOR_UPDATE = TASK_ROW + " FOR UPDATE"
 
 
+def _lane(body: dict[str, Any], task_id: str) -> str:
+    """The group-commit lane of a task's result: that of the workflow it writes to, which
+    the worker names (`workflowExecutionId`; else the task id will do)."""
+    workflow_id = body.get("workflowExecutionId")
+    return workflow_id if isinstance(workflow_id, str) else task_id
+
+
 class Tasks:
     def __init__(self, store: Store, group: GroupCommit) -> None:
         self.store = store
@@ -353,9 +360,7 @@ class Tasks:
                 tx.on_commit(metrics.labelled(metrics.EAGER_HANDOVERS, "activation").inc)
             return answer
 
-        # The workflow it resumes picks the lane; a worker names it (the task id will do).
-        lane = body.get("workflowExecutionId")
-        return await self.group.run(lane if isinstance(lane, str) else task_id, write)
+        return await self.group.run(_lane(body, task_id), write)
 
     async def fail(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
         body = validate.body_object(body)
@@ -366,11 +371,13 @@ class Tasks:
         # The worker stopped the attempt at its timeout: the attempt is TIMEOUT, as when
         # the server's own deadline for it passes first.
         outcome = "TIMEOUT" if validate.boolean(body, "timedOut", False) else "FAILED"
-        async with self.store.transaction() as tx:
+        now = now_ms()
+
+        async def write(tx: Tx) -> dict[str, Any]:
             task = await self._running(tx, tenant, task_id, body)
-            return await end_attempt(
-                tx, task, outcome, error=error, retryable=retryable, now=now_ms()
-            )
+            return await end_attempt(tx, task, outcome, error=error, retryable=retryable, now=now)
+
+        return await self.group.run(_lane(body, task_id), write)
 
     async def progress(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
         body = validate.body_object(body)

@@ -124,6 +124,11 @@ class Store(abc.ABC):
     async def migrate(self) -> list[str]:
         """Apply pending migrations; return the versions applied."""
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether a transaction that raised `exc` may succeed if run again (a deadlock
+        or serialization failure the database broke)."""
+        return False
+
     @abc.abstractmethod
     async def ping(self) -> bool: ...
 

@@ -124,6 +124,9 @@ class PostgresStore(Store):
                 applied.append(version)
         return applied
 
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError))
+
     async def ping(self) -> bool:
         try:
             async with self._pool.acquire(timeout=2) as conn:

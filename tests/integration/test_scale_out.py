@@ -38,9 +38,12 @@ async def _submits(front: Flovyn) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("flovyn_http_requests_total{")
-        and "/worker/workflows/{id}/submit" in line
-        and 'status="200"' in line
+        if (
+            line.startswith("flovyn_http_requests_total{")
+            and "/worker/workflows/{id}/submit" in line
+            and 'status="200"' in line
+        )
+        or line.startswith('flovyn_batched_operations_total{status="200",type="submit"}')
     )
 
 

@@ -462,3 +462,25 @@ async def test_deferred_writes_are_sent_before_a_read_of_their_table(store: Stor
     with pytest.raises(ValueError):
         async with store.transaction() as tx:
             tx.write("SELECT 1")
+
+
+async def test_group_commit_runs_a_deadlock_victim_again(store: Store) -> None:
+    from flovyn_server.engine.group_commit import GroupCommit
+    from flovyn_server.store.base import Tx
+
+    if store.backend != "postgres":
+        pytest.skip("SQLite has one writer: no deadlocks to break")
+    import asyncpg
+
+    group = GroupCommit(store, lanes=1)
+    tries: list[int] = []
+
+    async def operation(tx: Tx) -> str:
+        tries.append(1)
+        await tx.execute(INSERT_TENANT, *tenant_row(f"d{len(tries)}"))
+        if len(tries) < 3:  # what PostgreSQL raises when it breaks a deadlock
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return "done"
+
+    assert await group.run("lane", operation) == "done"
+    assert len(tries) == 3 and await tenant_slugs(store) == ["d3"]  # the victims rolled back

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -28,6 +29,23 @@ PREFIX = "/api/tenants/acme"
 EID = "5a4c1c39-1b53-4b8e-8d0c-6c3f1f3e9a01"
 
 Handler = Callable[[dict[str, Any]], Any]
+
+
+_OPERATION_PATHS = {
+    "submit": "/worker/workflows/{}/submit",
+    "complete": "/worker/tasks/{}/complete",
+    "fail": "/worker/tasks/{}/fail",
+}
+
+
+async def unbatch(body: Any, answer: Callable[[str, Any], Awaitable[web.Response]]) -> web.Response:
+    """`POST /worker/batch` as the server answers it: each operation as if posted alone."""
+    results = []
+    for op in body["operations"]:
+        response = await answer(_OPERATION_PATHS[op["type"]].format(op["id"]), op["body"])
+        assert isinstance(response.body, bytes)
+        results.append({"status": response.status, "body": json.loads(response.body)})
+    return web.json_response({"results": results})
 
 
 class FakeServer:
@@ -60,16 +78,21 @@ class FakeServer:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else None
         path = request.path.removeprefix(PREFIX)
-        self.requests.append((request.method, path, body))
         self.auth.append(request.headers.get("Authorization"))
         self.queries.append(dict(request.query))
-        custom = self.routes.get((request.method, path))
+        if path == "/worker/batch":
+            return await unbatch(body, lambda p, b: self._answer(request.method, p, b))
+        return await self._answer(request.method, path, body)
+
+    async def _answer(self, method: str, path: str, body: Any) -> web.Response:
+        self.requests.append((method, path, body))
+        custom = self.routes.get((method, path))
         if custom is not None:
             answer = custom(body)
             if isinstance(answer, web.Response):
                 return answer
             return web.json_response(answer)
-        return web.json_response(await self._default(request.method, path, body or {}))
+        return web.json_response(await self._default(method, path, body or {}))
 
     async def _default(self, method: str, path: str, body: dict[str, Any]) -> Any:
         if path == "/worker/register":
@@ -550,6 +573,11 @@ class MiniEngine:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
         path = request.path.removeprefix(PREFIX)
+        if path == "/worker/batch":
+            return await unbatch(body, lambda p, b: self._answer(request.method, p, b))
+        return await self._answer(request.method, path, body)
+
+    async def _answer(self, method: str, path: str, body: Any) -> web.Response:
         parts = path.strip("/").split("/")
         answer: Any = {"status": "OK"}
         if path == "/worker/register":
@@ -621,7 +649,7 @@ class MiniEngine:
             self._append(eid, "WORKFLOW_STARTED", input=body.get("input"))
             self._wake(eid)
             return web.json_response({"workflowExecutionId": eid, "status": "PENDING"}, status=201)
-        elif parts[0] == "workflow-executions" and request.method == "GET":
+        elif parts[0] == "workflow-executions" and method == "GET":
             ex = self.executions[parts[1]]
             answer = {"id": parts[1], "status": ex["status"], "output": ex["output"]}
         return web.json_response(answer)

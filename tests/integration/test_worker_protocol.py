@@ -1,5 +1,7 @@
-"""Eager dispatch: a submit's tasks and a completed task's next activation are handed to
-the worker that offered free slots, claimed in the same transaction; the rest is queued."""
+"""The worker protocol's shortcuts: eager dispatch (a submit's tasks and a completed
+task's next activation are handed to the worker that offered free slots, claimed in the
+same transaction; the rest is queued) and batched results (one request, one outcome
+per operation)."""
 
 from __future__ import annotations
 
@@ -304,3 +306,42 @@ async def test_a_no_op_command_gives_its_sequence_back(flovyn: Flovyn) -> None:
         "TASK_SCHEDULED",
     ]
     assert events[-1]["data"]["taskExecutionId"] == fresh["taskExecutionId"]
+
+
+async def test_a_batch_answers_each_operation_as_if_posted_alone(flovyn: Flovyn) -> None:
+    worker_id = await _register(flovyn)
+    wf_id = await trigger(flovyn, "e-flow")
+    activation = await _claim_one(flovyn, worker_id)
+    commands = [_schedule("e-step"), _schedule("e-step")]
+    await _submit(flovyn, worker_id, activation, commands, eagerTasks=TASK_OFFER)
+    first, second = (c["taskExecutionId"] for c in commands)
+    done = {"workerId": worker_id, "attempt": 1, "output": "ok"}
+    answer = await flovyn.ok(
+        "POST", "P/worker/batch",
+        {"operations": [
+            {"type": "complete", "id": first, "body": done},
+            {"type": "complete", "id": second, "body": {**done, "attempt": 2}},  # stale
+            {"type": "complete", "id": str(uuid.uuid4()), "body": done},  # unknown task
+            {"type": "sing", "id": first, "body": {}},
+            "not an object",
+            {"type": "fail", "id": second, "body": {"workerId": worker_id, "attempt": 1,
+                                                    "error": "boom", "retryable": False}},
+        ]},
+        key=flovyn.worker_token,
+    )  # fmt: skip
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == [200, 409, 404, 400, 400, 200], answer
+    assert answer["results"][0]["body"] == {"status": "COMPLETED"}
+    assert answer["results"][1]["body"]["code"] == "STALE_ATTEMPT"
+    assert answer["results"][5]["body"]["status"] == "FAILED"
+    by_id = {t["id"]: t["status"] for t in await flovyn.tasks(wf_id)}
+    assert by_id == {first: "COMPLETED", second: "FAILED"}
+    assert_gapless(await flovyn.events(wf_id))
+
+    for bad in ({}, {"operations": []}, {"operations": [{}] * 101}, {"operations": "x"}):
+        status, body = await flovyn.call("POST", "P/worker/batch", bad, key=flovyn.worker_token)
+        assert_error(status, body, 400)
+    status, body = await flovyn.call(
+        "POST", "P/worker/batch", {"operations": [{"type": "fail"}]}
+    )  # the REST API key is not a worker token
+    assert status in (401, 403), (status, body)
