@@ -29,9 +29,10 @@ Figures, per store:
   * HTTP requests per workflow by route with their mean time in the server, from the
     server's /_/metrics.
 
-The SDK ``Worker`` has no separate "items per poll" knob: each poll asks for as many
-items as it has free slots, so ``--max-items`` sets both ``max_concurrent_workflows``
-and ``max_concurrent_tasks`` of every worker.
+The SDK ``Worker`` has no separate "items per poll" knob: a poll asks for up to three
+quarters of its free slots (the rest stay free for work handed back eagerly), so
+``--max-items`` sets both ``max_concurrent_workflows`` and ``max_concurrent_tasks`` of
+every worker.
 
 ``--profile py-spy`` attaches py-spy (if installed) to the server for the measured
 phase, sampling the thread that holds the GIL, and prints own time by package and
@@ -246,10 +247,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-items",
         type=int,
-        default=10,
-        help="each worker's max_concurrent_workflows and max_concurrent_tasks; the SDK "
-        "asks for as many items per poll as it has free slots, so this is also the most "
-        "items per poll (server cap 100). Default 10, the SDK's default",
+        default=100,
+        help="each worker's max_concurrent_workflows and max_concurrent_tasks; a poll "
+        "asks for at most three quarters of the free slots, the rest stay free for work "
+        "handed back eagerly (server cap 100 per poll). Default 100, the SDK's default",
     )
     parser.add_argument("--poll-timeout", type=float, default=20.0, help="worker long-poll seconds")
     parser.add_argument("--warmup", type=int, default=20, help="workflows run before measuring")

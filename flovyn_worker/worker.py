@@ -66,7 +66,9 @@ class Worker:
     ``await worker.run()`` serves until ``await worker.stop()``; ``async with
     worker:`` serves in the background for the duration of the block. Up to
     ``max_concurrent_tasks`` tasks and ``max_concurrent_workflows`` activations
-    run at once; polls are long-polls held up to ``poll_timeout`` seconds.
+    run at once (100 each by default, as the work is coroutines: lower them for tasks
+    that are heavy on CPU or on what they call); polls are long-polls held up to
+    ``poll_timeout`` seconds.
     """
 
     def __init__(
@@ -78,8 +80,8 @@ class Worker:
         workflows: Iterable[Any] = (),
         tasks: Iterable[Any] = (),
         queue: str = "default",
-        max_concurrent_tasks: int = 10,
-        max_concurrent_workflows: int = 10,
+        max_concurrent_tasks: int = 100,
+        max_concurrent_workflows: int = 100,
         name: str | None = None,
         poll_timeout: float = 20.0,
         shutdown_grace: timedelta | float = 5.0,

@@ -61,7 +61,7 @@ def worker_child(argv: list[str]) -> int:
     parser.add_argument("--server", required=True)
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--name", required=True)
-    parser.add_argument("--max-items", type=int, default=10)
+    parser.add_argument("--max-items", type=int, default=100)
     parser.add_argument("--poll-timeout", type=float, default=20.0)
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)

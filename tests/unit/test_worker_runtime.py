@@ -216,7 +216,7 @@ async def test_registers_runs_a_task_and_reports_output_logs_and_progress(
     assert set(fake.auth) == {"Bearer fwt_secret"}
     polls = fake.posts("/worker/tasks/poll")
     assert polls[0]["kinds"] == ["blocking", "explode", "greet", "slow"]
-    assert polls[0]["maxItems"] == 10 and polls[0]["timeoutMs"] == 200
+    assert polls[0]["maxItems"] == 100 and polls[0]["timeoutMs"] == 200
     assert fake.posts("/worker/workflows/poll") == []  # no workflows, no workflow polls
 
 
