@@ -82,6 +82,21 @@ async def _complete(f: Flovyn, worker_id: str, task_id: str, **extra: Any) -> di
 
 
 TASK_OFFER = {"queue": "default", "kinds": ["e-step"], "slots": 2}
+
+
+async def _two_tasks_handed_over(
+    f: Flovyn,
+) -> tuple[str, str, dict[str, Any], list[dict[str, Any]]]:
+    """A worker, its workflow, the activation it submitted and the two tasks that
+    submit scheduled and handed straight back to it."""
+    worker_id = await _register(f)
+    wf_id = await trigger(f, "e-flow")
+    activation = await _claim_one(f, worker_id)
+    commands = [_schedule("e-step"), _schedule("e-step")]
+    await _submit(f, worker_id, activation, commands, eagerTasks=TASK_OFFER)
+    return worker_id, wf_id, activation, commands
+
+
 ACTIVATION_OFFER = {"queue": "default", "kinds": ["e-flow"]}
 
 
@@ -129,11 +144,7 @@ async def test_submit_hands_over_the_tasks_its_offer_covers(flovyn: Flovyn) -> N
 
 
 async def test_completion_hands_over_the_next_activation(flovyn: Flovyn) -> None:
-    worker_id = await _register(flovyn)
-    wf_id = await trigger(flovyn, "e-flow")
-    first = await _claim_one(flovyn, worker_id)
-    commands = [_schedule("e-step"), _schedule("e-step")]
-    await _submit(flovyn, worker_id, first, commands, eagerTasks=TASK_OFFER)
+    worker_id, wf_id, first, commands = await _two_tasks_handed_over(flovyn)
 
     # The workflow is WAITING: completing a task makes it runnable, and it is handed over.
     answer = await _complete(
@@ -309,11 +320,7 @@ async def test_a_no_op_command_gives_its_sequence_back(flovyn: Flovyn) -> None:
 
 
 async def test_a_batch_answers_each_operation_as_if_posted_alone(flovyn: Flovyn) -> None:
-    worker_id = await _register(flovyn)
-    wf_id = await trigger(flovyn, "e-flow")
-    activation = await _claim_one(flovyn, worker_id)
-    commands = [_schedule("e-step"), _schedule("e-step")]
-    await _submit(flovyn, worker_id, activation, commands, eagerTasks=TASK_OFFER)
+    worker_id, wf_id, _, commands = await _two_tasks_handed_over(flovyn)
     first, second = (c["taskExecutionId"] for c in commands)
     done = {"workerId": worker_id, "attempt": 1, "output": "ok"}
     answer = await flovyn.ok(
