@@ -51,6 +51,8 @@ class ResultBatcher:
         try:
             answer = await self._send({"operations": [op for op, _ in group]})
             results = answer["results"]
+            if len(results) != len(group):
+                raise ValueError(f"{len(results)} results for {len(group)} operations")
         except Exception as exc:  # the request as a whole failed: so did each operation
             for _, future in group:
                 if not future.done():
