@@ -14,11 +14,11 @@ from flovyn_server.domain import (
     now_ms,
     parse_ttl_ms,
 )
-from flovyn_server.engine import eager, shapes, validate
+from flovyn_server.engine import claims, eager, shapes, validate
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, insert_events, load_histories
 from flovyn_server.engine.idempotency import claim_key
-from flovyn_server.engine.tasks import ONLINE_CLAIMER, insert_task
+from flovyn_server.engine.tasks import insert_task
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import DUE_KEY, workflow_key
 from flovyn_server.engine.workflows import create_execution, ended, finish
@@ -42,25 +42,21 @@ class Activations:
         max_items: int,
     ) -> list[dict[str, Any]]:
         """Claim up to `max_items` PENDING executions; each comes with its full history."""
-        now = now_ms()
-        marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
         async with self.store.transaction() as tx:
-            rows = await tx.fetch(
-                ONLINE_CLAIMER + "UPDATE workflow_executions SET status = 'RUNNING', "
-                "worker_id = $1, "
-                "activation_id = activation_id + 1, resume_requested = 0, "
-                "started_at = COALESCE(started_at, $2), updated_at = $2 "
-                "FROM (SELECT id AS picked_id FROM workflow_executions WHERE tenant_id = $3 "
-                f"AND queue = $4 AND status = 'PENDING' AND kind IN ({marks}) "
-                "ORDER BY available_at LIMIT $5 FOR UPDATE SKIP LOCKED) AS picked "
-                "WHERE EXISTS (SELECT 1 FROM claimer) AND id = picked_id "
-                f"RETURNING {shapes.ACTIVATION_COLUMNS}",
-                worker_id,
-                now,
-                tenant.id,
-                queue,
-                max_items,
-                *kinds,
+            rows = await claims.claim(
+                tx,
+                "workflow_executions",
+                assign="activation_id = activation_id + 1, resume_requested = 0, "
+                "started_at = COALESCE(started_at, $2)",
+                due="",
+                order="available_at",
+                returning=shapes.ACTIVATION_COLUMNS,
+                worker_id=worker_id,
+                tenant_id=tenant.id,
+                queue=queue,
+                kinds=kinds,
+                limit=max_items,
+                now=now_ms(),
             )
             if not rows:
                 return []
@@ -111,7 +107,7 @@ class Activations:
         reserve `reserved` sequences; 404 or 409 if it does not."""
         worker_id = validate.string(body, "workerId")
         activation = validate.integer(body, "activationId", lo=0)
-        online = "" if handover is None else f", {eager.online_column('$3', '$2')} AS online"
+        online = "" if handover is None else f", {claims.worker_online('$3', '$2')} AS online"
         row = await tx.fetchrow(
             "UPDATE workflow_executions SET status = CASE WHEN $5 = 'SUSPENDED' THEN "
             "CASE WHEN resume_requested = 1 THEN 'PENDING' ELSE 'WAITING' END ELSE $5 END, "
@@ -150,7 +146,7 @@ class Activations:
         commands = body.get("commands", [])
         if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
             raise bad_request("commands must be a list of objects")
-        eager.offer(body, "eagerTasks")  # a bad offer is a 400 before anything runs
+        offered = eager.offer(body, "eagerTasks")  # a bad offer is a 400 before anything runs
         workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
         # The outcome comes first: the UPDATE that checks the activation is held also
         # sets it and reserves the sequences of the events, one statement in all.
@@ -172,7 +168,7 @@ class Activations:
         now = now_ms()
 
         async def write(tx: Tx) -> dict[str, Any]:
-            handover = eager.offer(body, "eagerTasks")  # fresh if the group runs again
+            handover = None if offered is None else offered.fresh()
             handed: list[dict[str, Any]] = []
             ending = final_event
             if status == "CANCELLED":

@@ -10,7 +10,7 @@ for polls as usual.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flovyn_server.domain import bad_request
@@ -25,23 +25,14 @@ class Offer:
     queue: str
     kinds: frozenset[str]
     slots: int
-    online: bool = False  # from `online_column`, read with the work it hands over
+    online: bool = False  # from `claims.worker_online`, read with the held work
+
+    def fresh(self) -> Offer:
+        """An unused copy: a transaction that runs again starts from the whole offer."""
+        return replace(self, online=False)
 
     def wants(self, kind: str, queue: str) -> bool:
         return self.online and self.slots > 0 and kind in self.kinds and queue == self.queue
-
-
-def online_column(worker: str, tenant: str) -> str:
-    """A select-list column: 1 if the worker (`worker`, `tenant`: placeholders) is ONLINE.
-
-    It key-share-locks the worker's row until the commit, as a claim does (see
-    `tasks.ONLINE_CLAIMER`): the liveness reaper cannot mark the worker OFFLINE, and
-    release what it holds, while work is being handed to it.
-    """
-    return (
-        f"(SELECT 1 FROM workers WHERE id = {worker} AND tenant_id = {tenant} "
-        "AND status = 'ONLINE' FOR KEY SHARE)"
-    )
 
 
 def offer(body: dict[str, Any], field: str, *, max_slots: int = 100) -> Offer | None:

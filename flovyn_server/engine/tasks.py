@@ -16,7 +16,7 @@ from flovyn_server.domain import (
     now_ms,
     parse_iso_ms,
 )
-from flovyn_server.engine import eager, shapes, validate
+from flovyn_server.engine import claims, eager, shapes, validate
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, append_and_resume, append_and_take
 from flovyn_server.engine.paging import Filters, page
@@ -197,23 +197,6 @@ async def end_attempt(
     return {"status": final}
 
 
-# Prefix of both claim UPDATEs ($1 the worker, $3 its tenant), which also add
-# `AND EXISTS (SELECT 1 FROM claimer)`: only an ONLINE worker claims. A long poll can
-# outlive its worker (a crashed process does not close the request at once), and a claim
-# made for a worker already marked OFFLINE would never be released. The key-share lock
-# keeps the liveness reaper and unregister, which lock the worker FOR UPDATE before they
-# mark it OFFLINE, from doing so before the claim commits (the reaper skips locked rows
-# and catches the worker, with what it just claimed, on its next pass). It is the weakest
-# lock that does this: claims do not queue behind each other nor behind the heartbeat's
-# UPDATE of the same row.
-# Both join the picked ids (`UPDATE ... FROM (...) AS picked`): with `id IN (...)` the
-# planner may hash-join against a scan of the whole table on every claim.
-ONLINE_CLAIMER = (
-    "WITH claimer AS (SELECT id FROM workers WHERE id = $1 AND tenant_id = $3 "
-    "AND status = 'ONLINE' FOR KEY SHARE) "
-)
-
-
 TASK_ROW = (
     "SELECT id, tenant_id, workflow_execution_id, queue, status, execution_count, max_retries, "
     "retry_initial_ms, retry_coefficient, retry_max_ms, cancel_requested, worker_id "
@@ -244,25 +227,23 @@ class Tasks:
         max_items: int,
     ) -> list[dict[str, Any]]:
         now = now_ms()
-        marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
         async with self.store.transaction() as tx:
-            rows = await tx.fetch(
-                ONLINE_CLAIMER + "UPDATE task_executions SET status = 'RUNNING', worker_id = $1, "
-                "execution_count = execution_count + 1, started_at = COALESCE(started_at, $2), "
-                "attempt_deadline = CASE WHEN timeout_ms IS NULL THEN NULL "
-                "ELSE $2 + timeout_ms END, updated_at = $2 "
-                "FROM (SELECT id AS picked_id FROM task_executions "
-                "WHERE tenant_id = $3 AND queue = $4 "
-                f"AND status = 'PENDING' AND retry_at <= $2 AND kind IN ({marks}) "
-                "ORDER BY retry_at LIMIT $5 FOR UPDATE SKIP LOCKED) AS picked "
-                "WHERE EXISTS (SELECT 1 FROM claimer) AND id = picked_id "
-                "RETURNING id, kind, input, execution_count, workflow_execution_id, queue, timeout_ms",
-                worker_id,
-                now,
-                tenant.id,
-                queue,
-                max_items,
-                *kinds,
+            rows = await claims.claim(
+                tx,
+                "task_executions",
+                assign="execution_count = execution_count + 1, "
+                "started_at = COALESCE(started_at, $2), attempt_deadline = "
+                "CASE WHEN timeout_ms IS NULL THEN NULL ELSE $2 + timeout_ms END",
+                due=" AND retry_at <= $2",
+                order="retry_at",
+                returning="id, kind, input, execution_count, workflow_execution_id, queue, "
+                "timeout_ms",
+                worker_id=worker_id,
+                tenant_id=tenant.id,
+                queue=queue,
+                kinds=kinds,
+                limit=max_items,
+                now=now,
             )
             if rows:
                 await tx.executemany(
@@ -315,13 +296,13 @@ class Tasks:
         output = body.get("output")
         task_id = validate.uuid_text(task_id, "task execution id")
         attempt = validate.integer(body, "attempt", lo=1)
-        eager.offer(body, "eagerActivation", max_slots=1)  # a bad offer is a 400 at once
+        offered = eager.offer(body, "eagerActivation", max_slots=1)  # a bad one is a 400
 
         async def write(tx: Tx) -> dict[str, Any]:
-            handover = eager.offer(body, "eagerActivation", max_slots=1)  # fresh on a rerun
+            handover = None if offered is None else offered.fresh()
             answer: dict[str, Any] = {"status": "COMPLETED"}
             # The check that this attempt is the running one is the UPDATE's WHERE.
-            online = "" if handover is None else f", {eager.online_column('$6', '$2')} AS online"
+            online = "" if handover is None else f", {claims.worker_online('$6', '$2')} AS online"
             task = await tx.fetchrow(
                 "UPDATE task_executions SET status = 'COMPLETED', output = $4, error = NULL, "
                 "progress = CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END, "

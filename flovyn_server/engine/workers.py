@@ -87,27 +87,11 @@ class Workers:
         }
 
     async def heartbeat(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
-        worker_id = validate.string(validate.body_object(body), "workerId")
-        async with self.store.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE workers SET status = 'ONLINE', last_heartbeat_at = $3 "
-                "WHERE id = $1 AND tenant_id = $2",
-                worker_id,
-                tenant.id,
-                now_ms(),
-            )
-        if not changed:
-            raise not_found(f"worker {worker_id}")
+        await self._beat(tenant, validate.string(validate.body_object(body), "workerId"), now_ms())
         return {"status": "ONLINE"}
 
-    async def touch(self, tenant: Tenant, worker_id: str) -> None:
-        """A poll counts as a heartbeat; 404 for a worker that never registered.
-
-        Written at most once a second per worker, so a busy poller costs no extra write.
-        """
-        now, seen = now_ms(), f"{tenant.id}/{worker_id}"
-        if now - self._touched.get(seen, 0) < HEARTBEAT_WRITE_MS:
-            return
+    async def _beat(self, tenant: Tenant, worker_id: str, now: int) -> None:
+        """Record a sign of life (it counts as ONLINE again); 404 for an unknown worker."""
         async with self.store.transaction() as tx:
             changed = await tx.execute(
                 "UPDATE workers SET status = 'ONLINE', last_heartbeat_at = $3 "
@@ -118,6 +102,16 @@ class Workers:
             )
         if not changed:
             raise not_found(f"worker {worker_id}")
+
+    async def touch(self, tenant: Tenant, worker_id: str) -> None:
+        """A poll counts as a heartbeat; 404 for a worker that never registered.
+
+        Written at most once a second per worker, so a busy poller costs no extra write.
+        """
+        now, seen = now_ms(), f"{tenant.id}/{worker_id}"
+        if now - self._touched.get(seen, 0) < HEARTBEAT_WRITE_MS:
+            return
+        await self._beat(tenant, worker_id, now)
         if len(self._touched) > 10_000:  # bounded: forget everyone, they re-touch in a second
             self._touched.clear()
         self._touched[seen] = now
@@ -125,7 +119,7 @@ class Workers:
     async def unregister(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
         worker_id = validate.string(validate.body_object(body), "workerId")
         async with self.store.transaction() as tx:
-            # FOR UPDATE waits for claims in flight (see tasks.ONLINE_CLAIMER), so that
+            # FOR UPDATE waits for claims in flight (see claims.py), so that
             # the release below sees what they claimed.
             changed = await tx.execute(
                 "UPDATE workers SET status = 'OFFLINE' WHERE id IN (SELECT id FROM workers "
