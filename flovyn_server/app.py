@@ -12,8 +12,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from flovyn_server.api import control, discovery, health, middleware, tenants, worker, workflows
-from flovyn_server.api.common import ENGINE
+from flovyn_server.api import (
+    control,
+    discovery,
+    errors,
+    health,
+    middleware,
+    openapi,
+    tenants,
+    worker,
+    workflows,
+)
+from flovyn_server.api.common import ENGINE, MAX_BODY
 from flovyn_server.engine import Engine
 from flovyn_server.settings import Settings
 from flovyn_server.store.base import open_store
@@ -44,12 +54,15 @@ def load_admin_key(settings: Settings) -> str:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[middleware.measure, middleware.errors, middleware.auth],
+        middlewares=[middleware.measure, errors.errors, middleware.auth],
     )
-    app["max_body"] = settings.max_body_bytes
+    app[MAX_BODY] = settings.max_body_bytes
+    errors.quiet_bad_requests()
     # The worker protocol carries most requests: its routes are matched first.
-    for module in (worker, health, tenants, workflows, control, discovery):
-        app.add_routes(module.routes)
+    routers = [m.router for m in (worker, health, tenants, workflows, control, discovery, openapi)]
+    for router in routers:
+        app.add_routes(router.routes)
+    app[openapi.OPERATIONS] = [op for router in routers for op in router.operations]
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(settings.database_url, pool_size=settings.postgres_pool_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 
 class WorkflowStatus(StrEnum):
@@ -67,31 +67,63 @@ class EventType(StrEnum):
     RETRY_REQUESTED = "RETRY_REQUESTED"
 
 
-class ApiError(Exception):
-    """An error with an HTTP status and a machine code; the API turns it into JSON."""
+class DomainError(Exception):
+    """A rule said no: what went wrong, in words and as a machine `code` clients can
+    match on. It carries no HTTP status; the API maps each kind to one."""
+
+    default_code = "ERROR"
 
     def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+        self, message: str, details: dict[str, Any] | None = None, *, code: str | None = None
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
         self.message = message
         self.details = details
+        self.code = code or self.default_code
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", f"{what} not found")
+class InvalidInput(DomainError):
+    """The request is malformed, mistyped or out of range."""
+
+    default_code = "BAD_REQUEST"
 
 
-def bad_request(message: str, details: dict[str, Any] | None = None) -> ApiError:
-    return ApiError(400, "BAD_REQUEST", message, details)
+class Unauthenticated(DomainError):
+    """No credentials, or unknown ones."""
+
+    default_code = "UNAUTHORIZED"
+
+
+class Forbidden(DomainError):
+    """Known credentials that may not do this."""
+
+    default_code = "FORBIDDEN"
+
+
+class NotFound(DomainError):
+    """No such resource for this tenant."""
+
+    default_code = "NOT_FOUND"
+
+
+class Conflict(DomainError):
+    """The resource's state does not allow the action."""
+
+    default_code = "CONFLICT"
+
+
+def not_found(what: str) -> NotFound:
+    return NotFound(f"{what} not found")
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@overload
+def iso(ms: int) -> str: ...
+@overload
+def iso(ms: None) -> None: ...
 def iso(ms: int | None) -> str | None:
     """Epoch milliseconds as an RFC 3339 UTC string with millisecond precision."""
     if ms is None:
@@ -103,15 +135,11 @@ def iso(ms: int | None) -> str | None:
     )
 
 
-def parse_iso_ms(value: str) -> int:
-    """RFC 3339 string to epoch milliseconds; raises ApiError on bad input."""
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise bad_request(f"not an RFC 3339 time: {value!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+def epoch_ms(value: datetime) -> int:
+    """A time as epoch milliseconds; one without a zone is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
 
 
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -123,8 +151,8 @@ def parse_ttl_ms(value: str | None, default: str = "24h") -> int:
     text = (value or default).strip()
     unit = text[-1:]
     if unit not in _TTL_UNITS or not text[:-1].isdigit():
-        raise bad_request(f"bad TTL {text!r}: use a number with s, m, h or d (e.g. 24h)")
+        raise InvalidInput(f"bad TTL {text!r}: use a number with s, m, h or d (e.g. 24h)")
     seconds = int(text[:-1]) * _TTL_UNITS[unit]
     if seconds <= 0 or seconds > MAX_TTL_SECONDS:
-        raise bad_request(f"TTL {text!r} must be more than 0 and at most 30d")
+        raise InvalidInput(f"TTL {text!r} must be more than 0 and at most 30d")
     return seconds * 1000

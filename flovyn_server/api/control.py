@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from aiohttp import web
 
-from flovyn_server.api.common import body_action
+from flovyn_server.api.common import P, engine, json, tenant
+from flovyn_server.api.routing import Router
+from flovyn_server.models.workflows import (
+    CancelAnswer,
+    CancelWorkflow,
+    PromiseAnswer,
+    RejectPromise,
+    ResolvePromise,
+    RetryAnswer,
+    RetryWorkflow,
+    SignalAnswer,
+    SignalWorkflow,
+)
 
-routes = web.RouteTableDef()
-P = "/api/tenants/{slug}"
-
+router = Router("Control")
 E = P + "/workflow-executions/{id}"
-routes.post(E + "/cancel")(body_action(lambda e: e.control.cancel))
-routes.post(E + "/retry")(body_action(lambda e: e.control.retry))
-routes.post(E + "/signal")(body_action(lambda e: e.control.signal))
-routes.post(P + "/promises/{identifier}/resolve")(
-    body_action(lambda e: partial(e.control.settle_promise, resolve=True), "identifier")
-)
-routes.post(P + "/promises/{identifier}/reject")(
-    body_action(lambda e: partial(e.control.settle_promise, resolve=False), "identifier")
-)
+
+
+@router.post(E + "/cancel", answers={200: CancelAnswer})
+async def cancel_execution(request: web.Request, id: str, body: CancelWorkflow) -> web.Response:
+    """Cancel an execution and, by default, its open descendants.
+
+    One that no worker has run ends CANCELLED at once; one that has run is CANCELLING
+    until its code has seen the cancellation. A terminal one answers ALREADY_TERMINAL.
+    """
+    return json(await engine(request).control.cancel(tenant(request), id, body))
+
+
+@router.post(E + "/retry", answers={200: RetryAnswer}, errors=(409,))
+async def retry_execution(request: web.Request, id: str, body: RetryWorkflow) -> web.Response:
+    """Run a FAILED execution again: it replays from its history. 409 unless FAILED."""
+    return json(await engine(request).control.retry(tenant(request), id, body))
+
+
+@router.post(E + "/signal", answers={200: SignalAnswer}, errors=(409,))
+async def signal_execution(request: web.Request, id: str, body: SignalWorkflow) -> web.Response:
+    """Send a named signal with a value; 409 when the execution has ended."""
+    return json(await engine(request).control.signal(tenant(request), id, body))
+
+
+@router.post(P + "/promises/{identifier}/resolve", answers={200: PromiseAnswer}, errors=(409,))
+async def resolve_promise(
+    request: web.Request, identifier: str, body: ResolvePromise
+) -> web.Response:
+    """Resolve a pending promise with a value (a second settle answers alreadyResolved)."""
+    return json(await engine(request).control.resolve_promise(tenant(request), identifier, body))
+
+
+@router.post(P + "/promises/{identifier}/reject", answers={200: PromiseAnswer}, errors=(409,))
+async def reject_promise(
+    request: web.Request, identifier: str, body: RejectPromise
+) -> web.Response:
+    """Reject a pending promise with an error (a second settle answers alreadyResolved)."""
+    return json(await engine(request).control.reject_promise(tenant(request), identifier, body))

@@ -4,45 +4,50 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flovyn_server.api.common import engine, json, page, tenant
+from flovyn_server.api.common import P, engine, json, tenant
+from flovyn_server.api.routing import Router
+from flovyn_server.models.discovery import (
+    Definition,
+    DefinitionList,
+    ListWorkers,
+    WorkerDetail,
+    WorkerList,
+)
 
-routes = web.RouteTableDef()
-P = "/api/tenants/{slug}"
-
-
-@routes.get(P + "/workers")
-async def list_workers(request: web.Request) -> web.Response:
-    limit, offset = page(request, 50)
-    filters = {"type": request.query.get("type"), "status": request.query.get("status")}
-    return json(await engine(request).workers.list(tenant(request), filters, limit, offset))
-
-
-@routes.get(P + "/workers/{id}")
-async def get_worker(request: web.Request) -> web.Response:
-    return json(await engine(request).workers.get(tenant(request), request.match_info["id"]))
+router = Router("Discovery")
 
 
-@routes.get(P + "/workflow-definitions")
-async def workflow_definitions(request: web.Request) -> web.Response:
+@router.get(P + "/workers", answers={200: WorkerList})
+async def list_workers(request: web.Request, query: ListWorkers) -> web.Response:
+    """Registered workers, newest first; `type` and `status` filter."""
+    return json(await engine(request).workers.list(tenant(request), query))
+
+
+@router.get(P + "/workers/{id}", answers={200: WorkerDetail})
+async def get_worker(request: web.Request, id: str) -> web.Response:
+    """One worker with the workflow and task kinds it runs."""
+    return json(await engine(request).workers.get(tenant(request), id))
+
+
+@router.get(P + "/workflow-definitions", answers={200: DefinitionList})
+async def list_workflow_definitions(request: web.Request) -> web.Response:
+    """Workflow kinds workers registered, AVAILABLE while a worker runs them."""
     return json(await engine(request).definitions.list(tenant(request), "workflow"))
 
 
-@routes.get(P + "/workflow-definitions/{kind}")
-async def workflow_definition(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).definitions.get(
-            tenant(request), "workflow", request.match_info["kind"]
-        )
-    )
+@router.get(P + "/workflow-definitions/{kind}", answers={200: Definition})
+async def get_workflow_definition(request: web.Request, kind: str) -> web.Response:
+    """One workflow kind, with its executions counted by status."""
+    return json(await engine(request).definitions.get(tenant(request), "workflow", kind))
 
 
-@routes.get(P + "/task-definitions")
-async def task_definitions(request: web.Request) -> web.Response:
+@router.get(P + "/task-definitions", answers={200: DefinitionList})
+async def list_task_definitions(request: web.Request) -> web.Response:
+    """Task kinds workers registered, with their retry policy."""
     return json(await engine(request).definitions.list(tenant(request), "task"))
 
 
-@routes.get(P + "/task-definitions/{kind}")
-async def task_definition(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).definitions.get(tenant(request), "task", request.match_info["kind"])
-    )
+@router.get(P + "/task-definitions/{kind}", answers={200: Definition})
+async def get_task_definition(request: web.Request, kind: str) -> web.Response:
+    """One task kind, with its executions counted by status."""
+    return json(await engine(request).definitions.get(tenant(request), "task", kind))

@@ -7,25 +7,30 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flovyn_server import __version__, metrics
 from flovyn_server.api.common import engine, json
+from flovyn_server.api.routing import Router
+from flovyn_server.models.discovery import Health
 
-routes = web.RouteTableDef()
+router = Router("Health")
 
 
-@routes.get("/_/health")
+@router.get("/_/health", answers={200: Health, 503: Health})
 async def health(request: web.Request) -> web.Response:
+    """UP with the version and store; 503 DOWN when the database does not answer."""
     store = engine(request).store
     up = await store.ping()
-    body: dict[str, object] = {
+    body: Health = {
         "status": "UP" if up else "DOWN",
         "version": __version__,
-        "storage": store.backend,
+        "storage": "postgres" if store.backend == "postgres" else "sqlite",
         "plugins": [],
     }
     return json(body, 200 if up else 503)
 
 
-@routes.get("/_/metrics")
-async def prometheus(_request: web.Request) -> web.Response:
+@router.get("/_/metrics", answers={200: str}, content_type="text/plain")
+async def prometheus(request: web.Request) -> web.Response:
+    """Prometheus text format: requests by route, workflows and tasks by outcome, queue
+    depth, group commits, idempotency hits."""
     return web.Response(
         body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

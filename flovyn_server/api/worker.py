@@ -3,46 +3,78 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import TypeAdapter
 
 from flovyn_server import metrics
-from flovyn_server.api.common import body_action, body_object, engine, json, tenant
-from flovyn_server.api.middleware import INTERNAL, error_body, log
-from flovyn_server.domain import ApiError, bad_request, now_ms
-from flovyn_server.engine import validate
+from flovyn_server.api.common import P, engine, json, tenant
+from flovyn_server.api.errors import answer, log
+from flovyn_server.api.routing import Router
+from flovyn_server.domain import InvalidInput, now_ms
+from flovyn_server.engine import Engine
+from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import task_key, workflow_key
+from flovyn_server.models.worker import (
+    ActivationList,
+    AppendLogs,
+    AttemptRef,
+    Batch,
+    BatchAnswer,
+    BatchOperation,
+    BatchResult,
+    CancelledAnswer,
+    CompleteAnswer,
+    CompleteOperation,
+    CompleteTask,
+    FailActivation,
+    FailActivationAnswer,
+    FailAnswer,
+    FailOperation,
+    FailTask,
+    LogsAccepted,
+    Poll,
+    Progress,
+    Register,
+    Registered,
+    Submit,
+    SubmitAnswer,
+    SubmitOperation,
+    TaskItemList,
+    WorkerRef,
+    WorkerStatusAnswer,
+)
 
-routes = web.RouteTableDef()
-W = "/api/tenants/{slug}/worker"
+router = Router("Worker protocol")
+W = P + "/worker"
 
 
-async def _long_poll(request: web.Request, what: str) -> web.Response:
+async def _long_poll(request: web.Request, body: Poll, what: str) -> dict[str, Any]:
+    """Claim up to `maxItems`, waiting until work is committed or the timeout passes."""
     eng = engine(request)
     t = tenant(request)
-    body = await body_object(request)
-    worker_id = validate.string(body, "workerId")
-    queue = validate.queue(body)
-    kinds = validate.string_list(body, "kinds", [])
-    max_items = validate.integer(body, "maxItems", 1, lo=1, hi=100)
-    timeout_ms = validate.integer(
-        body, "timeoutMs", 20_000, lo=0, hi=eng.settings.max_poll_timeout_ms
-    )
-    await eng.workers.touch(t, worker_id)
-    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+    if body.timeout_ms > eng.settings.max_poll_timeout_ms:
+        raise InvalidInput(
+            f"timeoutMs must be at most {eng.settings.max_poll_timeout_ms}",
+            {"field": "timeoutMs"},
+        )
+    await eng.workers.touch(t, body.worker_id)
+    deadline = asyncio.get_running_loop().time() + body.timeout_ms / 1000
+    claim: Callable[[], Awaitable[list[Any]]]
     if what == "workflows":
-        key = workflow_key(t.id, queue)
+        key = workflow_key(t.id, body.queue)
 
-        async def claim() -> list[dict[str, Any]]:
-            return await eng.activations.claim(t, worker_id, queue, kinds, max_items)
+        def claim() -> Awaitable[list[Any]]:
+            return eng.activations.claim(t, body.worker_id, body.queue, body.kinds, body.max_items)
     else:
-        key = task_key(t.id, queue)
+        key = task_key(t.id, body.queue)
 
-        async def claim() -> list[dict[str, Any]]:
-            return await eng.tasks.claim(t, worker_id, queue, kinds, max_items)
+        def claim() -> Awaitable[list[Any]]:
+            return eng.tasks.claim(t, body.worker_id, body.queue, body.kinds, body.max_items)
 
-    items: list[dict[str, Any]] = []
+    items: list[Any] = []
     metrics.WAITING_POLLS.inc()
     try:
         while True:
@@ -53,100 +85,136 @@ async def _long_poll(request: web.Request, what: str) -> web.Response:
                     if waiter.event.is_set():
                         eng.hub.wake([key])
                     break
-                items = await claim() if kinds else []
-                if len(items) == max_items:
+                items = await claim() if body.kinds else []
+                if len(items) == body.max_items:
                     eng.hub.wake([key])  # a full batch: more may be waiting for another poll
                 remaining = deadline - asyncio.get_running_loop().time()
                 if items or remaining <= 0 or eng.hub.closed:
                     break
-                if what == "tasks" and kinds:
+                if what == "tasks" and body.kinds:
                     # A retry becomes due without any commit to wake us: wait until then.
-                    due = await eng.tasks.next_retry_at(t, queue, kinds)
+                    due = await eng.tasks.next_retry_at(t, body.queue, body.kinds)
                     if due is not None:
                         remaining = min(remaining, max((due - now_ms()) / 1000, 0.001))
                 await waiter.wait(remaining)
     finally:
         metrics.WAITING_POLLS.dec()
-    return json({"activations" if what == "workflows" else "tasks": items})
+    return {"activations" if what == "workflows" else "tasks": items}
 
 
-@routes.post(W + "/register")
-async def register(request: web.Request) -> web.Response:
-    return json(await engine(request).workers.register(tenant(request), await body_object(request)))
+@router.post(W + "/register", answers={200: Registered})
+async def register_worker(request: web.Request, body: Register) -> web.Response:
+    """Register a worker process with the kinds it runs; the answer gives its id and
+    the heartbeat interval. Its kinds become (or stay) definitions."""
+    return json(await engine(request).workers.register(tenant(request), body))
 
 
-@routes.post(W + "/heartbeat")
-async def heartbeat(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).workers.heartbeat(tenant(request), await body_object(request))
-    )
+@router.post(W + "/heartbeat", answers={200: WorkerStatusAnswer})
+async def worker_heartbeat(request: web.Request, body: WorkerRef) -> web.Response:
+    """A sign of life; a worker silent past the liveness timeout loses what it held."""
+    return json(await engine(request).workers.heartbeat(tenant(request), body))
 
 
-@routes.post(W + "/unregister")
-async def unregister(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).workers.unregister(tenant(request), await body_object(request))
-    )
+@router.post(W + "/unregister", answers={200: WorkerStatusAnswer})
+async def unregister_worker(request: web.Request, body: WorkerRef) -> web.Response:
+    """A clean stop: what the worker still holds is released at once."""
+    return json(await engine(request).workers.unregister(tenant(request), body))
 
 
-@routes.post(W + "/workflows/poll")
-async def poll_workflows(request: web.Request) -> web.Response:
-    return await _long_poll(request, "workflows")
+@router.post(W + "/workflows/poll", answers={200: ActivationList})
+async def poll_workflows(request: web.Request, body: Poll) -> web.Response:
+    """Long-poll for workflow activations, each with the execution's whole history."""
+    return json(await _long_poll(request, body, "workflows"))
 
 
-@routes.post(W + "/tasks/poll")
-async def poll_tasks(request: web.Request) -> web.Response:
-    return await _long_poll(request, "tasks")
+@router.post(W + "/tasks/poll", answers={200: TaskItemList})
+async def poll_tasks(request: web.Request, body: Poll) -> web.Response:
+    """Long-poll for tasks; each claim starts an attempt."""
+    return json(await _long_poll(request, body, "tasks"))
 
 
-# Results of held work: the path's id, the worker's JSON body, the engine decides.
-routes.post(W + "/workflows/{id}/submit")(body_action(lambda e: e.activations.submit))
-routes.post(W + "/workflows/{id}/fail-activation")(
-    body_action(lambda e: e.activations.fail_activation)
+@router.post(W + "/workflows/{id}/submit", answers={200: SubmitAnswer}, errors=(409,))
+async def submit_activation(request: web.Request, id: str, body: Submit) -> web.Response:
+    """Apply the commands of an activation the worker holds; 409 STALE_ACTIVATION when
+    it no longer holds it (nothing is applied)."""
+    return json(await engine(request).activations.submit(tenant(request), id, body))
+
+
+@router.post(
+    W + "/workflows/{id}/fail-activation", answers={200: FailActivationAnswer}, errors=(409,)
 )
-routes.post(W + "/tasks/{id}/complete")(body_action(lambda e: e.tasks.complete))
-routes.post(W + "/tasks/{id}/fail")(body_action(lambda e: e.tasks.fail))
-routes.post(W + "/tasks/{id}/progress")(body_action(lambda e: e.tasks.progress))
-routes.post(W + "/tasks/{id}/heartbeat")(body_action(lambda e: e.tasks.heartbeat))
+async def fail_activation(request: web.Request, id: str, body: FailActivation) -> web.Response:
+    """The worker could not replay the history: the execution is FAILED, its history
+    unchanged, ready for a manual retry after a fix."""
+    return json(await engine(request).activations.fail_activation(tenant(request), id, body))
 
 
-# One request for many results: the operations run side by side, so they share the
-# group commit's transactions, and each gets its own outcome in `results`.
-_BATCHED = {
-    "submit": lambda e: e.activations.submit,
-    "complete": lambda e: e.tasks.complete,
-    "fail": lambda e: e.tasks.fail,
-}
+@router.post(W + "/tasks/{id}/complete", answers={200: CompleteAnswer}, errors=(409,))
+async def complete_task(request: web.Request, id: str, body: CompleteTask) -> web.Response:
+    """End the running attempt with its output; 409 STALE_ATTEMPT if it is not running."""
+    return json(await engine(request).tasks.complete(tenant(request), id, body))
 
 
-@routes.post(W + "/batch")
-async def batch(request: web.Request) -> web.Response:
+@router.post(W + "/tasks/{id}/fail", answers={200: FailAnswer}, errors=(409,))
+async def fail_task(request: web.Request, id: str, body: FailTask) -> web.Response:
+    """End the running attempt as failed: PENDING with retryAt when a retry is due."""
+    return json(await engine(request).tasks.fail(tenant(request), id, body))
+
+
+@router.post(W + "/tasks/{id}/progress", answers={200: CancelledAnswer}, errors=(409,))
+async def report_progress(request: web.Request, id: str, body: Progress) -> web.Response:
+    """Record the attempt's progress (0..1); the answer says whether to stop."""
+    return json(await engine(request).tasks.progress(tenant(request), id, body))
+
+
+@router.post(W + "/tasks/{id}/heartbeat", answers={200: CancelledAnswer}, errors=(409,))
+async def task_heartbeat(request: web.Request, id: str, body: AttemptRef) -> web.Response:
+    """The attempt is alive; the answer says whether its cancellation was requested."""
+    return json(await engine(request).tasks.heartbeat(tenant(request), id, body))
+
+
+_OPERATION = TypeAdapter[BatchOperation](BatchOperation)
+
+
+async def _run(
+    eng: Engine, t: Tenant, op: SubmitOperation | CompleteOperation | FailOperation
+) -> Any:
+    if isinstance(op, SubmitOperation):
+        return await eng.activations.submit(t, op.id, op.body)
+    if isinstance(op, CompleteOperation):
+        return await eng.tasks.complete(t, op.id, op.body)
+    return await eng.tasks.fail(t, op.id, op.body)
+
+
+@router.post(W + "/batch", answers={200: BatchAnswer})
+async def batch(request: web.Request, body: Batch) -> web.Response:
+    """Many submits, completions and failures at once. They run side by side, sharing
+    the group commit's transactions, and each gets the answer its own route would
+    give (a bad operation gets its own 400), in order."""
     eng, t = engine(request), tenant(request)
-    operations = (await body_object(request)).get("operations")
-    if not isinstance(operations, list) or not 1 <= len(operations) <= 100:
-        raise bad_request("operations must be a list of 1 to 100 objects")
 
-    async def run(op: Any) -> dict[str, Any]:
-        kind = op.get("type") if isinstance(op, dict) else None
+    async def run(raw: Any) -> BatchResult:
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        kind = kind if kind in ("submit", "complete", "fail") else None
         try:
-            if kind not in _BATCHED:
-                raise bad_request(f"each operation needs a type: one of {', '.join(_BATCHED)}")
-            answer = await _BATCHED[kind](eng)(t, str(op.get("id")), op.get("body"))
-            result = {"status": 200, "body": answer}
-        except ApiError as err:
-            result = {"status": err.status, "body": error_body(err)}
-        except Exception:
-            log.exception("unhandled error in a batched %r", kind)
-            result = {"status": 500, "body": error_body(INTERNAL)}
-        if kind in _BATCHED:
+            result: BatchResult = {
+                "status": 200,
+                "body": await _run(eng, t, _OPERATION.validate_python(raw)),
+            }
+        except Exception as exc:
+            status, error = answer(exc)
+            if status == 500:
+                log.exception("unhandled error in a batched %r", kind)
+            result = {"status": status, "body": dict(error)}
+        if kind is not None:
             metrics.labelled(metrics.BATCHED_OPERATIONS, kind, str(result["status"])).inc()
         return result
 
-    return json({"results": await asyncio.gather(*(run(op) for op in operations))})
+    results = await asyncio.gather(*(run(op) for op in body.operations))
+    return json({"results": results})
 
 
-@routes.post(W + "/logs")
-async def logs(request: web.Request) -> web.Response:
-    return json(
-        await engine(request).tasks.append_logs(tenant(request), await body_object(request))
-    )
+@router.post(W + "/logs", answers={200: LogsAccepted}, errors=(404,))
+async def append_logs(request: web.Request, body: AppendLogs) -> web.Response:
+    """Append task log lines (the SDK batches them); 404 if a task is unknown."""
+    return json(await engine(request).tasks.append_logs(tenant(request), body))

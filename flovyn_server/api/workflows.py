@@ -2,93 +2,123 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from flovyn_server.api.common import body_object, engine, int_param, json, multi, page, tenant
-from flovyn_server.engine import validate
+from flovyn_server.api.common import P, engine, json, tenant
+from flovyn_server.api.routing import Router
+from flovyn_server.domain import iso
+from flovyn_server.models.workflows import (
+    AttemptList,
+    ChildList,
+    EventList,
+    EventsQuery,
+    ListWorkflows,
+    LogPage,
+    LogsQuery,
+    StateAnswer,
+    TaskList,
+    TriggerAnswer,
+    TriggerWorkflow,
+    Workflow,
+    WorkflowList,
+)
 
-routes = web.RouteTableDef()
-P = "/api/tenants/{slug}"
+router = Router("Workflows")
+E = P + "/workflow-executions/{id}"
 
 
-@routes.post(P + "/workflows/{kind}/trigger")
-async def trigger(request: web.Request) -> web.Response:
-    answer, created = await engine(request).workflows.trigger(
-        tenant(request), request.match_info["kind"], await body_object(request)
-    )
-    return json(answer, 201 if created else 200)
+@router.post(
+    P + "/workflows/{kind}/trigger",
+    answers={201: TriggerAnswer, 200: TriggerAnswer},
+    errors=(409,),
+    examples={"order": {"input": {"orderId": "o-1", "amount": 10}, "idempotencyKey": "o-1"}},
+)
+async def trigger_workflow(request: web.Request, kind: str, body: TriggerWorkflow) -> web.Response:
+    """Start a workflow execution of `kind`.
 
-
-@routes.get(P + "/workflow-executions")
-async def list_executions(request: web.Request) -> web.Response:
-    limit, offset = page(request, 20)
-    q = request.query
-    filters = {
-        "status": [s.upper() for s in multi(request, "status")],
-        "kind": q.get("kind"),
-        "queue": q.get("queue"),
-        "parentId": q.get("parentId"),
-        "createdAfter": q.get("createdAfter"),
-        "createdBefore": q.get("createdBefore"),
+    201 with the new execution; 200 with the existing one when `idempotencyKey` names
+    an execution started within its TTL that has not failed. With `signal`
+    (signal-with-start) the key's open execution, or a new one, receives the signal.
+    """
+    done = await engine(request).workflows.trigger(tenant(request), kind, body)
+    url = f"/api/tenants/{request.match_info['slug']}/workflow-executions/{done.execution_id}"
+    answer: TriggerAnswer = {
+        "workflowExecutionId": done.execution_id,
+        "status": done.status,
+        "kind": done.kind,
+        "createdAt": iso(done.created_at),
+        "idempotencyKeyUsed": done.key_used,
+        "idempotencyKeyNew": done.key_used and done.created,
+        "links": {"self": url, "events": f"{url}/events"},
     }
-    return json(await engine(request).workflows.list(tenant(request), filters, limit, offset))
+    if done.signalled:
+        answer["signalEventSequence"] = done.signal_sequence
+    return json(answer, 201 if done.created else 200)
 
 
-@routes.get(P + "/workflow-executions/{id}")
-async def get_execution(request: web.Request) -> web.Response:
-    return json(await engine(request).workflows.get(tenant(request), request.match_info["id"]))
+@router.get(P + "/workflow-executions", answers={200: WorkflowList})
+async def list_executions(request: web.Request, query: ListWorkflows) -> web.Response:
+    """List executions, newest first, with filters and paging.
+
+    `status` is repeatable or a comma list; CANCELLING matches executions whose
+    cancellation is requested and not finished.
+    """
+    return json(await engine(request).workflows.list(tenant(request), query))
 
 
-@routes.get(P + "/workflow-executions/{id}/events")
-async def events(request: web.Request) -> web.Response:
-    since = int_param(request, "since_sequence", 0, lo=0, hi=2**31, alias="sinceSequence")
-    limit = int_param(request, "limit", 1000, lo=1, hi=10000)
+@router.get(E, answers={200: Workflow})
+async def get_execution(request: web.Request, id: str) -> web.Response:
+    """One execution with its input, output and error."""
+    return json(await engine(request).workflows.get(tenant(request), id))
+
+
+@router.get(E + "/events", answers={200: EventList})
+async def list_events(request: web.Request, id: str, query: EventsQuery) -> web.Response:
+    """The execution's history after `since_sequence`, in sequence order."""
     return json(
         await engine(request).workflows.events(
-            tenant(request), request.match_info["id"], since, limit
+            tenant(request), id, query.since_sequence, query.limit
         )
     )
 
 
-@routes.get(P + "/workflow-executions/{id}/tasks")
-async def tasks(request: web.Request) -> web.Response:
+@router.get(E + "/tasks", answers={200: TaskList})
+async def list_tasks(request: web.Request, id: str) -> web.Response:
+    """The execution's tasks in scheduling order."""
     eng = engine(request)
-    row = await eng.workflows.row(tenant(request), request.match_info["id"])
+    row = await eng.workflows.row(tenant(request), id)
     return json(await eng.tasks.of_workflow(row["id"]))
 
 
-@routes.get(P + "/workflow-executions/{id}/state")
-async def state(request: web.Request) -> web.Response:
-    return json(await engine(request).workflows.state(tenant(request), request.match_info["id"]))
+@router.get(E + "/state", answers={200: StateAnswer})
+async def get_state(request: web.Request, id: str) -> web.Response:
+    """The key-value state the workflow set."""
+    return json(await engine(request).workflows.state(tenant(request), id))
 
 
-@routes.get(P + "/workflow-executions/{id}/children")
-async def children(request: web.Request) -> web.Response:
-    return json(await engine(request).workflows.children(tenant(request), request.match_info["id"]))
+@router.get(E + "/children", answers={200: ChildList})
+async def list_children(request: web.Request, id: str) -> web.Response:
+    """The child executions the workflow started, oldest first."""
+    return json(await engine(request).workflows.children(tenant(request), id))
 
 
-async def _task_of_workflow(request: web.Request) -> dict[str, Any]:
-    """The path's task if it belongs to the path's workflow of this tenant (else 404);
-    one lookup: the task row names its tenant and workflow."""
-    workflow_id = validate.uuid_text(request.match_info["id"], "workflow execution id")
-    return await engine(request).tasks.owned(
-        tenant(request), request.match_info["taskId"], workflow_id
-    )
-
-
-@routes.get(P + "/workflow-executions/{id}/tasks/{taskId}/attempts")
-async def attempts(request: web.Request) -> web.Response:
+@router.get(E + "/tasks/{taskId}/attempts", answers={200: AttemptList})
+async def list_attempts(request: web.Request, id: str, taskId: str) -> web.Response:
+    """Every attempt of one task of the execution; 404 if the task is not in it."""
     eng = engine(request)
-    task = await _task_of_workflow(request)
+    task = await eng.tasks.owned(tenant(request), taskId, id)
     return json(await eng.tasks.attempts(task["id"]))
 
 
-@routes.get(P + "/workflow-executions/{id}/tasks/{taskId}/logs")
-async def logs(request: web.Request) -> web.Response:
+@router.get(E + "/tasks/{taskId}/logs", answers={200: LogPage})
+async def list_logs(
+    request: web.Request,
+    id: str,
+    taskId: str,
+    query: LogsQuery,
+) -> web.Response:
+    """The task's log lines in time order: `level` is a minimum (WARN gives WARN and
+    ERROR), `search` a case-insensitive substring, `attempt` one attempt."""
     eng = engine(request)
-    task = await _task_of_workflow(request)
-    limit = int_param(request, "limit", 100, lo=1, hi=1000)
-    offset = int_param(request, "offset", 0, lo=0, hi=10**9)
-    return json(await eng.tasks.logs(task["id"], dict(request.query), limit, offset))
+    task = await eng.tasks.owned(tenant(request), taskId, id)
+    return json(await eng.tasks.logs(task["id"], query))

@@ -7,14 +7,14 @@ from typing import Any
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
-    ApiError,
+    Conflict,
     EventType,
-    bad_request,
+    InvalidInput,
     not_found,
     now_ms,
     parse_ttl_ms,
 )
-from flovyn_server.engine import claims, eager, shapes, validate
+from flovyn_server.engine import claims, eager, shapes
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, insert_events, load_histories
 from flovyn_server.engine.idempotency import claim_key
@@ -22,10 +22,34 @@ from flovyn_server.engine.tasks import insert_task
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import DUE_KEY, workflow_key
 from flovyn_server.engine.workflows import create_execution, ended, finish
-from flovyn_server.jsonio import dumps
-from flovyn_server.store.base import Store, Tx
+from flovyn_server.jsonio import dumps, loads
+from flovyn_server.models.worker import (
+    Activation,
+    CancelTimer,
+    ClearState,
+    Command,
+    CompleteWorkflow,
+    CreatePromise,
+    FailActivation,
+    FailActivationAnswer,
+    FailWorkflow,
+    RecordOperation,
+    ScheduleChildWorkflow,
+    ScheduleTask,
+    SetState,
+    StartTimer,
+    Submit,
+    SubmitAnswer,
+    TaskItem,
+)
+from flovyn_server.store.base import Row, Store, Tx
 
-SUBMIT_STATUSES = ("SUSPENDED", "COMPLETED", "FAILED", "CANCELLED")
+
+def stale_activation(activation: int, workflow_id: str) -> Conflict:
+    return Conflict(
+        f"activation {activation} of {workflow_id} is not held by this worker",
+        code="STALE_ACTIVATION",
+    )
 
 
 class Activations:
@@ -40,7 +64,7 @@ class Activations:
         queue: str,
         kinds: list[str],
         max_items: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Activation]:
         """Claim up to `max_items` PENDING executions; each comes with its full history."""
         async with self.store.transaction() as tx:
             rows = await claims.claim(
@@ -64,12 +88,9 @@ class Activations:
         return [shapes.activation(r, history[r["id"]]) for r in rows]
 
     async def _held(
-        self, tx: Tx, tenant: Tenant, workflow_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The execution, locked, if the worker holds this activation; 404 or 409 if not."""
-        workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
-        worker_id = validate.string(body, "workerId")
-        activation = validate.integer(body, "activationId", lo=0)
+        self, tx: Tx, tenant: Tenant, workflow_id: str, worker_id: str, activation: int
+    ) -> Row:
+        """The execution, locked, if the worker holds this activation; NotFound or Conflict if not."""
         row = await tx.fetchrow(
             "SELECT id, tenant_id, kind, queue, status, worker_id, activation_id, parent_id, "
             "child_name FROM workflow_executions WHERE id = $1 FOR UPDATE",
@@ -82,11 +103,7 @@ class Activations:
             worker_id,
             activation,
         ):
-            raise ApiError(
-                409,
-                "STALE_ACTIVATION",
-                f"activation {activation} of {workflow_id} is not held by this worker",
-            )
+            raise stale_activation(activation, workflow_id)
         return row
 
     async def _hold_and_end(
@@ -94,7 +111,7 @@ class Activations:
         tx: Tx,
         tenant: Tenant,
         workflow_id: str,
-        body: dict[str, Any],
+        req: Submit,
         handover: eager.Offer | None,
         status: str,
         output: Any,
@@ -104,9 +121,8 @@ class Activations:
     ) -> dict[str, Any]:
         """The submit's UPDATE: if the worker holds this activation, set the outcome
         (SUSPENDED: WAITING, or PENDING when a resume was requested meanwhile) and
-        reserve `reserved` sequences; 404 or 409 if it does not."""
-        worker_id = validate.string(body, "workerId")
-        activation = validate.integer(body, "activationId", lo=0)
+        reserve `reserved` sequences; NotFound or Conflict if it does not."""
+        worker_id, activation = req.worker_id, req.activation_id
         online = "" if handover is None else f", {claims.worker_online('$3', '$2')} AS online"
         row = await tx.fetchrow(
             "UPDATE workflow_executions SET status = CASE WHEN $5 = 'SUSPENDED' THEN "
@@ -130,46 +146,40 @@ class Activations:
             reserved,
         )
         if row is None:
-            await self._held(tx, tenant, workflow_id, body)  # raises 404 or 409
-            raise ApiError(409, "STALE_ACTIVATION", f"activation {activation} is not held")
+            await self._held(tx, tenant, workflow_id, worker_id, activation)  # NotFound or Conflict
+            raise stale_activation(activation, workflow_id)
         if handover is not None:
             handover.online = bool(row["online"])
         return row
 
-    async def submit(
-        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        body = validate.body_object(body)
-        status = body.get("status")
-        if status not in SUBMIT_STATUSES:
-            raise bad_request(f"status must be one of {', '.join(SUBMIT_STATUSES)}")
-        commands = body.get("commands", [])
-        if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
-            raise bad_request("commands must be a list of objects")
-        offered = eager.offer(body, "eagerTasks")  # a bad offer is a 400 before anything runs
-        workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+    async def submit(self, tenant: Tenant, workflow_id: str, req: Submit) -> SubmitAnswer:
+        """Apply an activation's commands in order, in one transaction, with its outcome."""
+        status = req.status
+        offered = eager.offer(req.worker_id, req.eager_tasks)
         # The outcome comes first: the UPDATE that checks the activation is held also
         # sets it and reserves the sequences of the events, one statement in all.
+        commands: list[Command] = list(req.commands)
         output, error, final_event = None, None, None
         if status in ("COMPLETED", "FAILED"):
-            wanted = "COMPLETE_WORKFLOW" if status == "COMPLETED" else "FAIL_WORKFLOW"
-            if not commands or commands[-1].get("type") != wanted:
-                raise bad_request(f"status {status} needs a final {wanted} command")
-            *commands, last = commands
-            if status == "COMPLETED":
-                output = last.get("output")
+            wanted = CompleteWorkflow if status == "COMPLETED" else FailWorkflow
+            if not commands or not isinstance(commands[-1], wanted):
+                name = "COMPLETE_WORKFLOW" if status == "COMPLETED" else "FAIL_WORKFLOW"
+                raise InvalidInput(f"status {status} needs a final {name} command")
+            last = commands.pop()
+            if isinstance(last, CompleteWorkflow):
+                output = last.output
                 final_event = (EventType.WORKFLOW_COMPLETED, {"output": output})
-            else:
-                error = str(last.get("error") or "workflow failed")
+            elif isinstance(last, FailWorkflow):
+                error = last.error or "workflow failed"
                 data = {"error": error}
-                if last.get("stackTrace"):
-                    data["stackTrace"] = str(last["stackTrace"])
+                if last.stack_trace:
+                    data["stackTrace"] = last.stack_trace
                 final_event = (EventType.WORKFLOW_EXECUTION_FAILED, data)
         now = now_ms()
 
-        async def write(tx: Tx) -> dict[str, Any]:
+        async def write(tx: Tx) -> SubmitAnswer:
             handover = None if offered is None else offered.fresh()
-            handed: list[dict[str, Any]] = []
+            handed: list[TaskItem] = []
             ending = final_event
             if status == "CANCELLED":
                 reason = await tx.fetchval(
@@ -178,18 +188,18 @@ class Activations:
                     workflow_id,
                 )
                 if reason is None:
-                    raise bad_request("status CANCELLED needs a cancellation request")
+                    raise InvalidInput("status CANCELLED needs a cancellation request")
                 ending = (
                     EventType.WORKFLOW_CANCELLED,
-                    {"reason": shapes.loads(reason).get("reason")},
+                    {"reason": loads(reason).get("reason")},
                 )
             reserved = len(commands) + (ending is not None)
             row = await self._hold_and_end(
-                tx, tenant, workflow_id, body, handover, status, output, error, reserved, now
+                tx, tenant, workflow_id, req, handover, status, output, error, reserved, now
             )
             events: list[Event] = []
             for command in commands:
-                if command.get("type") == "SCHEDULE_TASK":
+                if isinstance(command, ScheduleTask):
                     task = await self._schedule_task(tx, tenant, row, command, now, handover)
                     if task is not None:
                         events.append(task_scheduled(task, command))
@@ -216,7 +226,7 @@ class Activations:
                 await ended(tx, row, row["status"], output=output, error=error)
             elif row["status"] == "PENDING":
                 tx.notify(workflow_key(tenant.id, row["queue"]))
-            answer: dict[str, Any] = {"status": row["status"], "currentSequence": sequence}
+            answer: SubmitAnswer = {"status": row["status"], "currentSequence": sequence}
             if handover is not None:
                 answer["tasks"] = handed
                 count = metrics.labelled(metrics.EAGER_HANDOVERS, "task")
@@ -229,15 +239,15 @@ class Activations:
         self,
         tx: Tx,
         tenant: Tenant,
-        wf: dict[str, Any],
-        cmd: dict[str, Any],
+        wf: Row,
+        cmd: ScheduleTask,
         now: int,
         handover: eager.Offer | None,
-    ) -> dict[str, Any] | None:
+    ) -> TaskItem | None:
         """Insert the task; hand it to the submitting worker when its offer covers it."""
         run_by = None
-        queue = validate.queue(cmd, "queue", None) or wf["queue"]
-        if handover is not None and handover.wants(str(cmd.get("kind")), queue):
+        queue = cmd.queue or wf["queue"]
+        if handover is not None and handover.wants(cmd.kind, queue):
             run_by = handover.worker_id
             handover.slots -= 1
         return await insert_task(
@@ -250,131 +260,116 @@ class Activations:
             run_by=run_by,
         )
 
-    async def _apply(
-        self, tx: Tx, tenant: Tenant, wf: dict[str, Any], cmd: dict[str, Any], now: int
-    ) -> Event | None:
-        kind = cmd.get("type")
-        if kind == "START_TIMER":
-            timer_id = validate.string(cmd, "timerId")
-            duration = validate.integer(cmd, "durationMs", lo=0)
+    async def _apply(self, tx: Tx, tenant: Tenant, wf: Row, cmd: Command, now: int) -> Event | None:
+        """Apply one command (all but SCHEDULE_TASK); its event, or None for a no-op."""
+        if isinstance(cmd, StartTimer):
             inserted = await tx.execute(
                 "INSERT INTO timers (id, tenant_id, workflow_execution_id, fire_at, status) "
                 "VALUES ($1, $2, $3, $4, 'PENDING') ON CONFLICT (id) DO NOTHING",
-                timer_id,
+                cmd.timer_id,
                 tenant.id,
                 wf["id"],
-                now + duration,
+                now + cmd.duration_ms,
             )
             tx.notify(DUE_KEY)
             return (
-                (EventType.TIMER_STARTED, {"timerId": timer_id, "durationMs": duration})
+                (EventType.TIMER_STARTED, {"timerId": cmd.timer_id, "durationMs": cmd.duration_ms})
                 if inserted
                 else None
             )
-        if kind == "CANCEL_TIMER":
-            timer_id = validate.string(cmd, "timerId")
+        if isinstance(cmd, CancelTimer):
             changed = await tx.execute(
                 "UPDATE timers SET status = 'CANCELLED' WHERE id = $1 AND workflow_execution_id = $2 "
                 "AND status = 'PENDING'",
-                timer_id,
+                cmd.timer_id,
                 wf["id"],
             )
-            return (EventType.TIMER_CANCELLED, {"timerId": timer_id}) if changed else None
-        if kind == "CREATE_PROMISE":
+            return (EventType.TIMER_CANCELLED, {"timerId": cmd.timer_id}) if changed else None
+        if isinstance(cmd, CreatePromise):
             return await create_promise(tx, tenant, wf, cmd, now)
-        if kind == "SCHEDULE_CHILD_WORKFLOW":
-            child_id = validate.uuid_text(validate.string(cmd, "childWorkflowExecutionId"))
-            child_kind = validate.string(cmd, "kind")
-            name = validate.string(cmd, "childExecutionName")
+        if isinstance(cmd, ScheduleChildWorkflow):
+            child_id = cmd.child_workflow_execution_id
             created = await create_execution(
                 tx,
                 tenant.id,
                 execution_id=child_id,
-                kind=child_kind,
-                queue=validate.queue(cmd, "queue", None) or wf["queue"],
-                input=cmd.get("input"),
+                kind=cmd.kind,
+                queue=cmd.queue or wf["queue"],
+                input=cmd.input,
                 now=now,
                 parent_id=wf["id"],
-                child_name=name,
+                child_name=cmd.child_execution_name,
             )
             if not created:
                 existing = await tx.fetchrow(
                     "SELECT kind, parent_id FROM workflow_executions WHERE id = $1", child_id
                 )
                 if existing is None or (existing["kind"], existing["parent_id"]) != (
-                    child_kind,
+                    cmd.kind,
                     wf["id"],
                 ):
-                    raise ApiError(409, "ID_CONFLICT", f"execution {child_id} exists already")
+                    raise Conflict(f"execution {child_id} exists already", code="ID_CONFLICT")
                 return None
             return (
                 EventType.CHILD_WORKFLOW_INITIATED,
                 {
-                    "childExecutionName": name,
-                    "childWorkflowKind": child_kind,
+                    "childExecutionName": cmd.child_execution_name,
+                    "childWorkflowKind": cmd.kind,
                     "childWorkflowExecutionId": child_id,
                 },
             )
-        if kind == "RECORD_OPERATION":
-            name = validate.string(cmd, "operationName")
+        if isinstance(cmd, RecordOperation):
             return (
                 EventType.OPERATION_COMPLETED,
-                {"operationName": name, "result": cmd.get("result")},
+                {"operationName": cmd.operation_name, "result": cmd.result},
             )
-        if kind == "SET_STATE":
-            key = validate.string(cmd, "key")
+        if isinstance(cmd, SetState):
             await tx.execute(
                 "INSERT INTO workflow_state (workflow_execution_id, key, value) VALUES ($1, $2, $3) "
                 "ON CONFLICT (workflow_execution_id, key) DO UPDATE SET value = excluded.value",
                 wf["id"],
-                key,
-                dumps(cmd.get("value")),
+                cmd.key,
+                dumps(cmd.value),
             )
-            return (EventType.STATE_SET, {"key": key, "value": cmd.get("value")})
-        if kind == "CLEAR_STATE":
-            key = validate.string(cmd, "key")
+            return (EventType.STATE_SET, {"key": cmd.key, "value": cmd.value})
+        if isinstance(cmd, ClearState):
             await tx.execute(
                 "DELETE FROM workflow_state WHERE workflow_execution_id = $1 AND key = $2",
                 wf["id"],
-                key,
+                cmd.key,
             )
-            return (EventType.STATE_CLEARED, {"key": key})
-        raise bad_request(f"unknown or misplaced command {kind!r}")
+            return (EventType.STATE_CLEARED, {"key": cmd.key})
+        raise InvalidInput(f"{cmd.type} must be the last command, with status COMPLETED or FAILED")
 
     async def fail_activation(
-        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, tenant: Tenant, workflow_id: str, req: FailActivation
+    ) -> FailActivationAnswer:
         """The worker could not replay: FAILED without advancing the history."""
-        body = validate.body_object(body)
-        error = str(body.get("error") or "activation failed")
-        error_type = str(body.get("errorType") or "ActivationError")
         async with self.store.transaction() as tx:
-            row = await self._held(tx, tenant, workflow_id, body)
-            await finish(tx, row, "FAILED", error=f"{error_type}: {error}", now=now_ms())
+            row = await self._held(tx, tenant, workflow_id, req.worker_id, req.activation_id)
+            await finish(tx, row, "FAILED", error=f"{req.error_type}: {req.error}", now=now_ms())
         return {"status": "FAILED"}
 
 
-def task_scheduled(task: dict[str, Any], cmd: dict[str, Any]) -> Event:
+def task_scheduled(task: TaskItem, cmd: ScheduleTask) -> Event:
     return (
         EventType.TASK_SCHEDULED,
         {
             "taskExecutionId": task["taskExecutionId"],
             "kind": task["kind"],
             "input": task["input"],
-            "maxRetries": cmd["maxRetries"],
+            "maxRetries": cmd.max_retries,
             "queue": task["queue"],
         },
     )
 
 
 async def create_promise(
-    tx: Tx, tenant: Tenant, wf: dict[str, Any], cmd: dict[str, Any], now: int
+    tx: Tx, tenant: Tenant, wf: Row, cmd: CreatePromise, now: int
 ) -> Event | None:
     """A named promise of the execution; with `idempotencyKey` it can also be settled as
     `key:<idempotencyKey>` (a key stays bound while its promise is pending)."""
-    name = validate.string(cmd, "promiseName")
-    timeout = validate.integer(cmd, "timeoutMs", None, lo=0)
-    key = validate.string(cmd, "idempotencyKey", None, max_len=512)
+    name, timeout, key = cmd.promise_name, cmd.timeout_ms, cmd.idempotency_key
     promise_id = str(uuid.uuid4())
     inserted = await tx.execute(
         "INSERT INTO promises (id, tenant_id, workflow_execution_id, name, status, timeout_at, "
@@ -393,9 +388,9 @@ async def create_promise(
 
         async def settled(target: str) -> bool:
             status = await tx.fetchval("SELECT status FROM promises WHERE id = $1", target)
-            return status != "PENDING"
+            return bool(status != "PENDING")
 
-        ttl = parse_ttl_ms(cmd.get("idempotencyKeyTTL"))
+        ttl = parse_ttl_ms(cmd.idempotency_key_ttl)
         holder = await claim_key(
             tx,
             tenant.id,
@@ -407,8 +402,8 @@ async def create_promise(
             reusable=settled,
         )
         if holder is not None:
-            raise ApiError(
-                409, "ID_CONFLICT", f"promise key {key!r} belongs to another pending promise"
+            raise Conflict(
+                f"promise key {key!r} belongs to another pending promise", code="ID_CONFLICT"
             )
     if timeout is not None:
         tx.notify(DUE_KEY)

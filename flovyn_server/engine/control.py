@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
 
 from flovyn_server.domain import (
     TERMINAL_WORKFLOW,
-    ApiError,
+    Conflict,
     EventType,
-    bad_request,
+    InvalidInput,
     not_found,
     now_ms,
 )
-from flovyn_server.engine import validate
 from flovyn_server.engine.history import Event, append_and_resume, append_events, resume
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import workflow_key
 from flovyn_server.engine.workflows import finish
 from flovyn_server.jsonio import dumps
-from flovyn_server.store.base import Store, Tx
+from flovyn_server.models.fields import Uuid
+from flovyn_server.models.workflows import (
+    CancelAnswer,
+    CancelWorkflow,
+    PromiseAnswer,
+    RejectPromise,
+    ResolvePromise,
+    RetryAnswer,
+    RetryWorkflow,
+    SignalAnswer,
+    SignalWorkflow,
+)
+from flovyn_server.store.base import Row, Store, Tx
+
+_UUID = TypeAdapter(Uuid)
 
 _ROW = (
     "SELECT id, tenant_id, kind, queue, status, parent_id, child_name, started_at, "
@@ -26,8 +41,7 @@ _ROW = (
 )
 
 
-async def _locked(tx: Tx, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
-    workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+async def _locked(tx: Tx, tenant: Tenant, workflow_id: str) -> Row:
     row = await tx.fetchrow(_ROW, workflow_id)
     if row is None or row["tenant_id"] != tenant.id:
         raise not_found(f"workflow execution {workflow_id}")
@@ -35,8 +49,8 @@ async def _locked(tx: Tx, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
 
 
 async def cancel_execution(
-    tx: Tx, row: dict[str, Any], reason: str | None, cascade: bool, requested_by: str, now: int
-) -> tuple[str, list[str]]:
+    tx: Tx, row: Row, reason: str | None, cascade: bool, requested_by: str, now: int
+) -> tuple[Literal["CANCELLED", "CANCELLING"], list[str]]:
     """Cancel one non-terminal execution and (with `cascade`) its open descendants.
 
     Pending tasks and timers are cancelled here; running tasks are flagged so their next
@@ -98,12 +112,8 @@ class Control:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def cancel(
-        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        body = validate.body_object(body)
-        reason = validate.string(body, "reason", None, max_len=2000)
-        cascade = validate.boolean(body, "cascadeToChildren", True)
+    async def cancel(self, tenant: Tenant, workflow_id: str, req: CancelWorkflow) -> CancelAnswer:
+        reason, cascade = req.reason, req.cascade_to_children
         async with self.store.transaction() as tx:
             row = await _locked(tx, tenant, workflow_id)
             if row["status"] in TERMINAL_WORKFLOW:
@@ -111,17 +121,15 @@ class Control:
             status, children = await cancel_execution(tx, row, reason, cascade, "api", now_ms())
         return {"status": status, "cancelledChildren": children}
 
-    async def retry(self, tenant: Tenant, workflow_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        body = validate.body_object(body)
-        note = validate.string(body, "note", None, max_len=2000)
+    async def retry(self, tenant: Tenant, workflow_id: str, req: RetryWorkflow) -> RetryAnswer:
+        note = req.note
         now = now_ms()
         async with self.store.transaction() as tx:
             row = await _locked(tx, tenant, workflow_id)
             if row["status"] != "FAILED":
-                raise ApiError(
-                    409,
-                    "NOT_FAILED",
+                raise Conflict(
                     f"only a FAILED execution can be retried; this one is {row['status']}",
+                    code="NOT_FAILED",
                 )
             attempt = row["retry_attempts"] + 1
             await append_events(
@@ -147,18 +155,13 @@ class Control:
             "success": True,
         }
 
-    async def signal(
-        self, tenant: Tenant, workflow_id: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        body = validate.body_object(body)
-        name = validate.string(body, "signalName")
+    async def signal(self, tenant: Tenant, workflow_id: str, req: SignalWorkflow) -> SignalAnswer:
         async with self.store.transaction() as tx:
             row = await _locked(tx, tenant, workflow_id)
             if row["status"] in TERMINAL_WORKFLOW:
-                raise ApiError(
-                    409,
-                    "WORKFLOW_TERMINAL",
+                raise Conflict(
                     f"execution is {row['status']} and takes no more signals",
+                    code="WORKFLOW_TERMINAL",
                 )
             sequence = await append_and_resume(
                 tx,
@@ -166,49 +169,55 @@ class Control:
                 [
                     (
                         EventType.SIGNAL_RECEIVED,
-                        {"signalName": name, "signalValue": body.get("value")},
+                        {"signalName": req.signal_name, "signalValue": req.value},
                     )
                 ],
             )
         return {"signalEventSequence": sequence}
 
-    async def settle_promise(
-        self, tenant: Tenant, identifier: str, body: dict[str, Any], *, resolve: bool
-    ) -> dict[str, Any]:
-        body = validate.body_object(body)
-        if not resolve and "error" not in body:
-            raise bad_request("error is required", {"field": "error"})
+    async def resolve_promise(
+        self, tenant: Tenant, identifier: str, req: ResolvePromise
+    ) -> PromiseAnswer:
+        return await self._settle(tenant, identifier, resolve=True, value=req.value, error=None)
+
+    async def reject_promise(
+        self, tenant: Tenant, identifier: str, req: RejectPromise
+    ) -> PromiseAnswer:
+        error = req.error if isinstance(req.error, str) else dumps(req.error)
+        return await self._settle(tenant, identifier, resolve=False, value=None, error=error)
+
+    async def _settle(
+        self, tenant: Tenant, identifier: str, *, resolve: bool, value: Any, error: str | None
+    ) -> PromiseAnswer:
         now = now_ms()
         async with self.store.transaction() as tx:
             promise = await self._find_promise(tx, tenant, identifier)
             if promise["status"] != "PENDING":
                 return {"promiseId": promise["id"], "resolved": False, "alreadyResolved": True}
-            error = body.get("error")
-            error_text = error if isinstance(error, str) or error is None else dumps(error)
             await tx.execute(
                 "UPDATE promises SET status = $2, value = $3, error = $4, settled_at = $5 "
                 "WHERE id = $1",
                 promise["id"],
                 "RESOLVED" if resolve else "REJECTED",
-                dumps(body.get("value")) if resolve else None,
-                None if resolve else error_text,
+                dumps(value) if resolve else None,
+                error,
                 now,
             )
             base = {"promiseId": promise["id"], "promiseName": promise["name"]}
             event: Event = (
-                (EventType.PROMISE_RESOLVED, {**base, "value": body.get("value")})
+                (EventType.PROMISE_RESOLVED, {**base, "value": value})
                 if resolve
-                else (EventType.PROMISE_REJECTED, {**base, "error": error_text})
+                else (EventType.PROMISE_REJECTED, {**base, "error": error})
             )
             if await append_and_resume(tx, promise["workflow_execution_id"], [event]) is None:
                 # Raising rolls the settle back: the promise stays as it was.
-                raise ApiError(
-                    409, "WORKFLOW_TERMINAL", "the promise's workflow execution has ended"
+                raise Conflict(
+                    "the promise's workflow execution has ended", code="WORKFLOW_TERMINAL"
                 )
         return {"promiseId": promise["id"], "resolved": True}
 
     @staticmethod
-    async def _find_promise(tx: Tx, tenant: Tenant, identifier: str) -> dict[str, Any]:
+    async def _find_promise(tx: Tx, tenant: Tenant, identifier: str) -> Row:
         columns = "SELECT id, tenant_id, workflow_execution_id, name, status FROM promises"
         if identifier.startswith("key:"):
             row = await tx.fetchrow(
@@ -221,13 +230,24 @@ class Control:
             workflow_id, _, name = identifier.partition(":")
             row = await tx.fetchrow(
                 f"{columns} WHERE workflow_execution_id = $1 AND name = $2 FOR UPDATE",
-                validate.uuid_text(workflow_id, "workflow execution id"),
+                _uuid(workflow_id, identifier),
                 name,
             )
         else:
             row = await tx.fetchrow(
-                f"{columns} WHERE id = $1 FOR UPDATE", validate.uuid_text(identifier, "promise id")
+                f"{columns} WHERE id = $1 FOR UPDATE", _uuid(identifier, identifier)
             )
         if row is None or row["tenant_id"] != tenant.id:
             raise not_found(f"promise {identifier!r}")
         return row
+
+
+def _uuid(value: str, identifier: str) -> str:
+    try:
+        return _UUID.validate_python(value)
+    except ValidationError:
+        raise InvalidInput(
+            f"promise {identifier!r}: use its UUID, key:<idempotencyKey> or "
+            "<workflowExecutionId>:<promiseName>",
+            {"parameter": "identifier"},
+        ) from None

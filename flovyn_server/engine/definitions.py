@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
-from flovyn_server.domain import iso, not_found
+from flovyn_server.domain import not_found
+from flovyn_server.engine import shapes
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.jsonio import loads
-from flovyn_server.store.base import Store
+from flovyn_server.models.discovery import Definition, DefinitionList
+from flovyn_server.store.base import Store, Tx
 
 CATEGORY_COLUMN = {"workflow": "workflow_kinds", "task": "task_kinds"}
 
@@ -17,7 +18,7 @@ class Definitions:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def _online_counts(self, tx: Any, tenant: Tenant, category: str) -> Counter[str]:
+    async def _online_counts(self, tx: Tx, tenant: Tenant, category: str) -> Counter[str]:
         rows = await tx.fetch(
             f"SELECT {CATEGORY_COLUMN[category]} AS kinds FROM workers "
             "WHERE tenant_id = $1 AND status = 'ONLINE'",
@@ -28,32 +29,7 @@ class Definitions:
             counts.update(set(loads(row["kinds"])))
         return counts
 
-    @staticmethod
-    def _shape(row: dict[str, Any], category: str, workers: int) -> dict[str, Any]:
-        spec = loads(row["spec"])
-        shaped = {
-            "kind": row["kind"],
-            "name": spec.get("name") or row["kind"],
-            "description": spec.get("description"),
-            "tags": spec.get("tags") or [],
-            "availabilityStatus": "AVAILABLE" if workers else "UNAVAILABLE",
-            "workerCount": workers,
-            "inputSchema": spec.get("inputSchema"),
-            "outputSchema": spec.get("outputSchema"),
-            "firstSeenAt": iso(row["first_seen_at"]),
-            "lastRegisteredAt": iso(row["last_registered_at"]),
-        }
-        if category == "workflow":
-            shaped.update(
-                timeoutSeconds=spec.get("timeoutSeconds"),
-                cancellable=spec.get("cancellable", True),
-                latestVersion=spec.get("version"),
-            )
-        else:
-            shaped.update(retryPolicy=spec.get("retryPolicy"), timeoutMs=spec.get("timeoutMs"))
-        return shaped
-
-    async def list(self, tenant: Tenant, category: str) -> dict[str, Any]:
+    async def list(self, tenant: Tenant, category: str) -> DefinitionList:
         async with self.store.read() as tx:
             rows = await tx.fetch(
                 "SELECT * FROM definitions WHERE tenant_id = $1 AND category = $2 ORDER BY kind",
@@ -61,9 +37,9 @@ class Definitions:
                 category,
             )
             counts = await self._online_counts(tx, tenant, category)
-        return {"definitions": [self._shape(r, category, counts[r["kind"]]) for r in rows]}
+        return {"definitions": [shapes.definition(r, category, counts[r["kind"]]) for r in rows]}
 
-    async def get(self, tenant: Tenant, category: str, kind: str) -> dict[str, Any]:
+    async def get(self, tenant: Tenant, category: str, kind: str) -> Definition:
         table = "workflow_executions" if category == "workflow" else "task_executions"
         async with self.store.read() as tx:
             row = await tx.fetchrow(
@@ -81,6 +57,6 @@ class Definitions:
                 tenant.id,
                 kind,
             )
-        shaped = self._shape(row, category, counts[kind])
+        shaped = shapes.definition(row, category, counts[kind])
         shaped["executionCounts"] = {r["status"]: int(r["n"]) for r in by_status}
         return shaped

@@ -11,10 +11,9 @@ for polls as usual.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
-from flovyn_server.domain import bad_request
-from flovyn_server.engine import validate
+from flovyn_server.domain import InvalidInput
+from flovyn_server.models.worker import EagerOffer
 
 
 @dataclass
@@ -35,20 +34,17 @@ class Offer:
         return self.online and self.slots > 0 and kind in self.kinds and queue == self.queue
 
 
-def offer(body: dict[str, Any], field: str, *, max_slots: int = 100) -> Offer | None:
-    """The offer in `body[field]` (`{"queue", "kinds", "slots"}`), if any."""
-    raw = body.get(field)
-    if raw is None:
+def offer(worker_id: str | None, raw: EagerOffer | None, *, max_slots: int = 100) -> Offer | None:
+    """The offer a request carries, if any (an empty one is none)."""
+    if raw is not None and raw.slots > max_slots:
+        raise InvalidInput(f"an offer here has at most {max_slots} slot(s)", {"field": "slots"})
+    if raw is None or not raw.kinds or raw.slots == 0:
         return None
-    if not isinstance(raw, dict):
-        raise bad_request(f"{field} must be an object", {"field": field})
-    kinds = validate.string_list(raw, "kinds", [])
-    slots = validate.integer(raw, "slots", 1, lo=0, hi=max_slots)
-    if not kinds or slots == 0:
-        return None
+    if worker_id is None:
+        raise InvalidInput("an eager offer needs the workerId", {"field": "workerId"})
     return Offer(
-        worker_id=validate.string(body, "workerId"),
-        queue=validate.queue(raw),
-        kinds=frozenset(kinds),
-        slots=slots,
+        worker_id=worker_id,
+        queue=raw.queue,
+        kinds=frozenset(raw.kinds),
+        slots=raw.slots,
     )

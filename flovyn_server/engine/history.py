@@ -18,6 +18,8 @@ from flovyn_server.engine.eager import Offer
 from flovyn_server.engine.shapes import ACTIVATION_COLUMNS
 from flovyn_server.engine.wake import workflow_key
 from flovyn_server.jsonio import dumps
+from flovyn_server.models.worker import Activation
+from flovyn_server.models.workflows import HistoryEvent
 from flovyn_server.store.base import Row, Tx
 
 Event = tuple[EventType, dict[str, Any]]
@@ -60,7 +62,7 @@ async def resume(tx: Tx, workflow_id: str, now: int | None = None) -> None:
 
 async def append_and_take(
     tx: Tx, workflow_id: str, events: list[Event], now: int, offer: Offer
-) -> dict[str, Any] | None:
+) -> Activation | None:
     """`append_and_resume`, and when that makes the workflow runnable and it matches
     `offer` (whose worker was found online, see `eager.py`), claim it for the offering
     worker in the same UPDATE: returns the activation to hand over, or None."""
@@ -76,9 +78,9 @@ async def append_and_take(
     return shapes.activation(row, (await load_histories(tx, [workflow_id]))[workflow_id])
 
 
-async def load_histories(tx: Tx, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+async def load_histories(tx: Tx, ids: list[str]) -> dict[str, list[HistoryEvent]]:
     """The full event history of each execution, in order (activations carry them)."""
-    history: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    history: dict[str, list[HistoryEvent]] = {i: [] for i in ids}
     marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
     for e in await tx.fetch(
         "SELECT workflow_execution_id, sequence, event_type, data, created_at "

@@ -1,11 +1,13 @@
-"""One way to answer a paginated list: filters in, `{items, total, limit, offset}` out."""
+"""One way to read a page of a list: filters in, (shaped rows, total) out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flovyn_server.store.base import Row, Store
+
+T = TypeVar("T")
 
 
 class Filters:
@@ -30,15 +32,14 @@ class Filters:
 async def page(
     store: Store,
     *,
-    key: str,
     columns: str,
     table: str,
     filters: Filters,
     order: str,
     limit: int,
     offset: int,
-    shape: Callable[[Row], dict[str, Any]],
-) -> dict[str, Any]:
+    shape: Callable[[Row], T],
+) -> tuple[list[T], int]:
     async with store.read() as tx:
         total = await tx.fetchval(
             f"SELECT count(*) FROM {table} WHERE {filters.where}", *filters.args
@@ -48,4 +49,4 @@ async def page(
             f"LIMIT {int(limit)} OFFSET {int(offset)}",
             *filters.args,
         )
-    return {key: [shape(r) for r in rows], "total": int(total), "limit": limit, "offset": offset}
+    return [shape(r) for r in rows], int(total)

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flovyn_server.domain import OPEN_WORKFLOW, iso
+from flovyn_server.domain import OPEN_WORKFLOW, WorkflowStatus, iso
 from flovyn_server.jsonio import loads
+from flovyn_server.models.discovery import Definition, WorkerInfo
+from flovyn_server.models.tenants import TenantAnswer
+from flovyn_server.models.worker import Activation, TaskItem
+from flovyn_server.models.workflows import (
+    Attempt,
+    Child,
+    HistoryEvent,
+    LogLine,
+    Task,
+    Workflow,
+    WorkflowSummary,
+)
 from flovyn_server.store.base import Row
 
 
@@ -13,7 +25,7 @@ def _json(text: str | None) -> Any:
     return None if text is None else loads(text)
 
 
-def tenant(row: Row) -> dict[str, Any]:
+def tenant(row: Row) -> TenantAnswer:
     return {
         "id": row["id"],
         "name": row["name"],
@@ -36,13 +48,15 @@ SUMMARY_COLUMNS = (
 )
 
 
-def workflow_status(row: Row) -> str:
+def workflow_status(row: Row) -> WorkflowStatus:
     """The stored status, or CANCELLING while a requested cancellation is not finished."""
-    status: str = row["status"]
-    return "CANCELLING" if row["cancel_requested"] and status in OPEN_WORKFLOW else status
+    status = WorkflowStatus(row["status"])
+    return (
+        WorkflowStatus.CANCELLING if row["cancel_requested"] and status in OPEN_WORKFLOW else status
+    )
 
 
-def workflow_summary(row: Row) -> dict[str, Any]:
+def workflow_summary(row: Row) -> WorkflowSummary:
     return {
         "id": row["id"],
         "kind": row["kind"],
@@ -60,7 +74,7 @@ def workflow_summary(row: Row) -> dict[str, Any]:
     }
 
 
-def workflow(row: Row) -> dict[str, Any]:
+def workflow(row: Row) -> Workflow:
     return {
         "id": row["id"],
         "tenantId": row["tenant_id"],
@@ -88,7 +102,7 @@ def workflow(row: Row) -> dict[str, Any]:
 ACTIVATION_COLUMNS = "id, kind, queue, input, retry_attempts, parent_id, activation_id"
 
 
-def activation(row: Row, events: list[dict[str, Any]]) -> dict[str, Any]:
+def activation(row: Row, events: list[HistoryEvent]) -> Activation:
     """A claimed execution as the worker protocol hands it out, with its whole history."""
     return {
         "workflowExecutionId": row["id"],
@@ -102,7 +116,7 @@ def activation(row: Row, events: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def event(row: Row) -> dict[str, Any]:
+def event(row: Row) -> HistoryEvent:
     return {
         "sequence": row["sequence"],
         "eventType": row["event_type"],
@@ -118,7 +132,7 @@ TASK_COLUMNS = (
 )
 
 
-def task(row: Row) -> dict[str, Any]:
+def task(row: Row) -> Task:
     return {
         "id": row["id"],
         "kind": row["kind"],
@@ -145,7 +159,7 @@ def task(row: Row) -> dict[str, Any]:
     }
 
 
-def attempt(row: Row) -> dict[str, Any]:
+def attempt(row: Row) -> Attempt:
     finished = row["finished_at"]
     return {
         "attempt": row["attempt"],
@@ -159,7 +173,7 @@ def attempt(row: Row) -> dict[str, Any]:
     }
 
 
-def log(row: Row) -> dict[str, Any]:
+def log(row: Row) -> LogLine:
     return {
         "id": row["id"],
         "level": row["level"],
@@ -169,7 +183,7 @@ def log(row: Row) -> dict[str, Any]:
     }
 
 
-def worker(row: Row) -> dict[str, Any]:
+def worker(row: Row) -> WorkerInfo:
     return {
         "id": row["id"],
         "name": row["name"],
@@ -182,3 +196,52 @@ def worker(row: Row) -> dict[str, Any]:
         "lastHeartbeatAt": iso(row["last_heartbeat_at"]),
         "registeredAt": iso(row["registered_at"]),
     }
+
+
+def child(row: Row) -> Child:
+    return {
+        "childWorkflowExecutionId": row["id"],
+        "childExecutionName": row["child_name"],
+        "kind": row["kind"],
+        "status": workflow_status(row),
+        "createdAt": iso(row["created_at"]),
+        "completedAt": iso(row["completed_at"]),
+    }
+
+
+def task_item(row: Row) -> TaskItem:
+    """A claimed task as the worker protocol hands it out."""
+    return {
+        "taskExecutionId": row["id"],
+        "kind": row["kind"],
+        "input": _json(row["input"]),
+        "attempt": row["execution_count"],
+        "workflowExecutionId": row["workflow_execution_id"],
+        "queue": row["queue"],
+        "timeoutMs": row["timeout_ms"],
+    }
+
+
+def definition(row: Row, category: str, workers: int) -> Definition:
+    """A registered kind with the number of ONLINE workers that run it."""
+    spec = loads(row["spec"])
+    shaped: Definition = {
+        "kind": row["kind"],
+        "name": spec.get("name") or row["kind"],
+        "description": spec.get("description"),
+        "tags": spec.get("tags") or [],
+        "availabilityStatus": "AVAILABLE" if workers else "UNAVAILABLE",
+        "workerCount": workers,
+        "inputSchema": spec.get("inputSchema"),
+        "outputSchema": spec.get("outputSchema"),
+        "firstSeenAt": iso(row["first_seen_at"]),
+        "lastRegisteredAt": iso(row["last_registered_at"]),
+    }
+    if category == "workflow":
+        shaped["timeoutSeconds"] = spec.get("timeoutSeconds")
+        shaped["cancellable"] = spec.get("cancellable", True)
+        shaped["latestVersion"] = spec.get("version")
+    else:
+        shaped["retryPolicy"] = spec.get("retryPolicy")
+        shaped["timeoutMs"] = spec.get("timeoutMs")
+    return shaped

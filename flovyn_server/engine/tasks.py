@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Literal
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
-    ApiError,
+    Conflict,
     EventType,
-    LogLevel,
-    bad_request,
+    epoch_ms,
+    iso,
     not_found,
     now_ms,
-    parse_iso_ms,
 )
-from flovyn_server.engine import claims, eager, shapes, validate
+from flovyn_server.engine import claims, eager, shapes
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, append_and_resume, append_and_take
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import task_key
 from flovyn_server.jsonio import dumps, loads
-from flovyn_server.store.base import Store, Tx
+from flovyn_server.models.worker import (
+    AppendLogs,
+    AttemptRef,
+    CancelledAnswer,
+    CompleteAnswer,
+    CompleteTask,
+    FailAnswer,
+    FailTask,
+    LogsAccepted,
+    Progress,
+    ScheduleTask,
+    TaskItem,
+)
+from flovyn_server.models.workflows import AttemptList, LogPage, LogsQuery, TaskList
+from flovyn_server.store.base import Row, Store, Tx
 
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_RETRY = {"initialIntervalMs": 1000, "backoffCoefficient": 2.0, "maxIntervalMs": 60_000}
+# Backoff when a SCHEDULE_TASK leaves its retry policy (or a field of it) out.
+DEFAULT_INITIAL_MS, DEFAULT_COEFFICIENT, DEFAULT_MAX_MS = 1000, 2.0, 60_000
 
 
 def backoff_ms(attempt: int, initial: int, coefficient: float, maximum: int) -> int:
@@ -34,42 +47,35 @@ def backoff_ms(attempt: int, initial: int, coefficient: float, maximum: int) -> 
     return int(min(initial * coefficient ** (attempt - 1), maximum))
 
 
-def stale(task_id: str, attempt: Any) -> ApiError:
-    return ApiError(
-        409, "STALE_ATTEMPT", f"attempt {attempt} is not the running attempt of task {task_id}"
+def stale(task_id: str, attempt: int) -> Conflict:
+    return Conflict(
+        f"attempt {attempt} is not the running attempt of task {task_id}", code="STALE_ATTEMPT"
     )
 
 
 async def insert_task(
     tx: Tx,
     tenant_id: str,
-    spec: dict[str, Any],
+    spec: ScheduleTask,
     *,
     workflow_id: str | None,
     now: int,
     default_queue: str,
     run_by: str | None = None,
-) -> dict[str, Any] | None:
-    """Insert a task from a SCHEDULE_TASK command or a create request: PENDING, or with
-    `run_by` already RUNNING its first attempt on that worker (eager dispatch; the
-    caller has checked the worker is online, see `eager.py`).
+) -> TaskItem | None:
+    """Insert a task from a SCHEDULE_TASK command: PENDING, or with `run_by` already
+    RUNNING its first attempt on that worker (eager dispatch; the caller has checked
+    the worker is online, see `eager.py`).
 
     Returns the task as a poll hands it out, or None when the id exists with the same
-    kind (a resubmission); raises 409 ID_CONFLICT when it exists with another kind.
+    kind (a resubmission); raises Conflict ID_CONFLICT when it exists with another kind.
     """
-    task_id = validate.uuid_text(validate.string(spec, "taskExecutionId"), "taskExecutionId")
-    kind = validate.string(spec, "kind")
-    queue = validate.queue(spec, "queue", None) or default_queue
-    max_retries = validate.integer(spec, "maxRetries", DEFAULT_MAX_RETRIES, lo=0, hi=100)
-    timeout_ms = validate.integer(spec, "timeoutMs", None, lo=1)
-    policy = spec.get("retryPolicy") or {}
-    if not isinstance(policy, dict):
-        raise bad_request("retryPolicy must be an object")
-    policy = {**DEFAULT_RETRY, **{k: v for k, v in policy.items() if v is not None}}
-    initial = validate.integer(policy, "initialIntervalMs", lo=0)
-    coefficient = validate.number(policy, "backoffCoefficient")
-    maximum = validate.integer(policy, "maxIntervalMs", lo=0)
-    metadata = validate.string_map(spec, "metadata")
+    task_id, kind, timeout_ms = spec.task_execution_id, spec.kind, spec.timeout_ms
+    queue = spec.queue or default_queue
+    policy = spec.retry_policy
+    initial = DEFAULT_INITIAL_MS if policy is None else policy.initial_interval_ms
+    coefficient = DEFAULT_COEFFICIENT if policy is None else policy.backoff_coefficient
+    maximum = DEFAULT_MAX_MS if policy is None else policy.max_interval_ms
     inserted = await tx.execute(
         "INSERT INTO task_executions (id, tenant_id, workflow_execution_id, kind, queue, status, "
         "input, max_retries, retry_initial_ms, retry_coefficient, retry_max_ms, timeout_ms, "
@@ -82,14 +88,14 @@ async def insert_task(
         workflow_id,
         kind,
         queue,
-        dumps(spec.get("input")),
-        max_retries,
-        initial,
-        coefficient,
-        maximum,
+        dumps(spec.input),
+        spec.max_retries,
+        DEFAULT_INITIAL_MS if initial is None else initial,
+        DEFAULT_COEFFICIENT if coefficient is None else coefficient,
+        DEFAULT_MAX_MS if maximum is None else maximum,
         timeout_ms,
-        dumps(metadata or {}),
-        spec.get("idempotencyKey"),
+        dumps(spec.metadata or {}),
+        None,
         now,
         "RUNNING" if run_by else "PENDING",
         run_by,
@@ -107,12 +113,11 @@ async def insert_task(
             existing["tenant_id"],
             existing["workflow_execution_id"],
         ) != (kind, tenant_id, workflow_id):
-            raise ApiError(
-                409, "ID_CONFLICT", f"task {task_id} exists already with another kind or owner"
+            raise Conflict(
+                f"task {task_id} exists already with another kind or owner", code="ID_CONFLICT"
             )
         return None
     tx.on_commit(metrics.labelled(metrics.TASKS, "created").inc)
-    spec.update(queue=queue, maxRetries=max_retries)
     if run_by:
         tx.write(
             "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, started_at) "
@@ -126,7 +131,7 @@ async def insert_task(
     return {
         "taskExecutionId": task_id,
         "kind": kind,
-        "input": spec.get("input"),
+        "input": spec.input,
         "attempt": 1 if run_by else 0,
         "workflowExecutionId": workflow_id,
         "queue": queue,
@@ -136,13 +141,13 @@ async def insert_task(
 
 async def end_attempt(
     tx: Tx,
-    task: dict[str, Any],
+    task: Row,
     outcome: str,
     *,
     error: str | None,
     retryable: bool,
     now: int,
-) -> dict[str, Any]:
+) -> FailAnswer:
     """Close the running attempt as FAILED or TIMEOUT and apply the retry rule.
 
     An attempt of a task whose cancellation was requested ends CANCELLED, whatever way
@@ -175,8 +180,8 @@ async def end_attempt(
         # A poll already waiting on this queue computed its deadline before this retry
         # existed: wake it so that it caps its wait at the new retryAt.
         tx.notify(task_key(task["tenant_id"], task["queue"]))
-        return {"status": "PENDING", "retryAt": shapes.iso(retry_at)}
-    final = "CANCELLED" if cancelled else "FAILED"
+        return {"status": "PENDING", "retryAt": iso(retry_at)}
+    final: Literal["CANCELLED", "FAILED"] = "CANCELLED" if cancelled else "FAILED"
     await tx.execute(
         "UPDATE task_executions SET status = $2, error = $3, "
         "attempt_deadline = NULL, completed_at = $4, updated_at = $4 WHERE id = $1",
@@ -205,11 +210,10 @@ TASK_ROW = (
 TASK_FOR_UPDATE = TASK_ROW + " FOR UPDATE"
 
 
-def _lane(body: dict[str, Any], task_id: str) -> str:
+def _lane(req: AttemptRef, task_id: str) -> str:
     """The group-commit lane of a task's result: that of the workflow it writes to, which
     the worker names (`workflowExecutionId`; else the task id will do)."""
-    workflow_id = body.get("workflowExecutionId")
-    return workflow_id if isinstance(workflow_id, str) else task_id
+    return req.workflow_execution_id or task_id
 
 
 class Tasks:
@@ -225,7 +229,7 @@ class Tasks:
         queue: str,
         kinds: list[str],
         max_items: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[TaskItem]:
         now = now_ms()
         async with self.store.transaction() as tx:
             rows = await claims.claim(
@@ -251,18 +255,7 @@ class Tasks:
                     "started_at) VALUES ($1, $2, $3, 'RUNNING', $4)",
                     [(r["id"], r["execution_count"], worker_id, now) for r in rows],
                 )
-        return [
-            {
-                "taskExecutionId": r["id"],
-                "kind": r["kind"],
-                "input": shapes.loads(r["input"]) if r["input"] is not None else None,
-                "attempt": r["execution_count"],
-                "workflowExecutionId": r["workflow_execution_id"],
-                "queue": r["queue"],
-                "timeoutMs": r["timeout_ms"],
-            }
-            for r in rows
-        ]
+        return [shapes.task_item(r) for r in rows]
 
     async def next_retry_at(self, tenant: Tenant, queue: str, kinds: list[str]) -> int | None:
         """When the earliest delayed retry on this queue becomes due (caps a poll's wait)."""
@@ -278,11 +271,9 @@ class Tasks:
         return None if value is None else int(value)
 
     async def _running(
-        self, tx: Tx, tenant: Tenant, task_id: str, body: dict[str, Any], *, lock: bool = True
-    ) -> dict[str, Any]:
-        """The task row if `body["attempt"]` is its running attempt; 404 or 409 if not."""
-        task_id = validate.uuid_text(task_id, "task execution id")
-        attempt = validate.integer(body, "attempt", lo=1)
+        self, tx: Tx, tenant: Tenant, task_id: str, attempt: int, *, lock: bool = True
+    ) -> Row:
+        """The task row if `attempt` is its running attempt; NotFound or Conflict if not."""
         task = await tx.fetchrow(TASK_FOR_UPDATE if lock else TASK_ROW, task_id)
         if task is None or task["tenant_id"] != tenant.id:
             raise not_found(f"task execution {task_id}")
@@ -290,17 +281,14 @@ class Tasks:
             raise stale(task_id, attempt)
         return task
 
-    async def complete(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        body = validate.body_object(body)
+    async def complete(self, tenant: Tenant, task_id: str, req: CompleteTask) -> CompleteAnswer:
         now = now_ms()
-        output = body.get("output")
-        task_id = validate.uuid_text(task_id, "task execution id")
-        attempt = validate.integer(body, "attempt", lo=1)
-        offered = eager.offer(body, "eagerActivation", max_slots=1)  # a bad one is a 400
+        output, attempt = req.output, req.attempt
+        offered = eager.offer(req.worker_id, req.eager_activation, max_slots=1)
 
-        async def write(tx: Tx) -> dict[str, Any]:
+        async def write(tx: Tx) -> CompleteAnswer:
             handover = None if offered is None else offered.fresh()
-            answer: dict[str, Any] = {"status": "COMPLETED"}
+            answer: CompleteAnswer = {"status": "COMPLETED"}
             # The check that this attempt is the running one is the UPDATE's WHERE.
             online = "" if handover is None else f", {claims.worker_online('$6', '$2')} AS online"
             task = await tx.fetchrow(
@@ -317,7 +305,7 @@ class Tasks:
                 *(() if handover is None else (handover.worker_id,)),
             )
             if task is None:
-                await self._running(tx, tenant, task_id, body)  # raises 404 or 409
+                await self._running(tx, tenant, task_id, attempt)  # raises NotFound or Conflict
                 raise stale(task_id, attempt)
             tx.write(
                 "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4 "
@@ -341,77 +329,55 @@ class Tasks:
                 tx.on_commit(metrics.labelled(metrics.EAGER_HANDOVERS, "activation").inc)
             return answer
 
-        return await self.group.run(_lane(body, task_id), write)
+        return await self.group.run(_lane(req, task_id), write)
 
-    async def fail(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        body = validate.body_object(body)
-        error = body.get("error")
-        if not isinstance(error, str):
-            raise bad_request("error must be a string", {"field": "error"})
-        retryable = validate.boolean(body, "retryable", True)
+    async def fail(self, tenant: Tenant, task_id: str, req: FailTask) -> FailAnswer:
         # The worker stopped the attempt at its timeout: the attempt is TIMEOUT, as when
         # the server's own deadline for it passes first.
-        outcome = "TIMEOUT" if validate.boolean(body, "timedOut", False) else "FAILED"
+        outcome = "TIMEOUT" if req.timed_out else "FAILED"
         now = now_ms()
 
-        async def write(tx: Tx) -> dict[str, Any]:
-            task = await self._running(tx, tenant, task_id, body)
-            return await end_attempt(tx, task, outcome, error=error, retryable=retryable, now=now)
+        async def write(tx: Tx) -> FailAnswer:
+            task = await self._running(tx, tenant, task_id, req.attempt)
+            return await end_attempt(
+                tx, task, outcome, error=req.error, retryable=req.retryable, now=now
+            )
 
-        return await self.group.run(_lane(body, task_id), write)
+        return await self.group.run(_lane(req, task_id), write)
 
-    async def progress(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        body = validate.body_object(body)
-        fraction = validate.number(body, "progress")
-        if not 0.0 <= fraction <= 1.0:
-            raise bad_request("progress must be between 0 and 1", {"field": "progress"})
-        details = body.get("details")
+    async def progress(self, tenant: Tenant, task_id: str, req: Progress) -> CancelledAnswer:
+        details = req.details
         async with self.store.transaction() as tx:
-            task = await self._running(tx, tenant, task_id, body)
+            task = await self._running(tx, tenant, task_id, req.attempt)
             await tx.execute(
                 "UPDATE task_executions SET progress = $2, progress_details = $3, updated_at = $4 "
                 "WHERE id = $1",
                 task["id"],
-                fraction,
-                None if details is None else str(details),
+                req.progress,
+                details if details is None or isinstance(details, str) else dumps(details),
                 now_ms(),
             )
         return {"cancelled": bool(task["cancel_requested"])}
 
-    async def heartbeat(self, tenant: Tenant, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        body = validate.body_object(body)
+    async def heartbeat(self, tenant: Tenant, task_id: str, req: AttemptRef) -> CancelledAnswer:
         async with self.store.read() as tx:
-            task = await self._running(tx, tenant, task_id, body, lock=False)
+            task = await self._running(tx, tenant, task_id, req.attempt, lock=False)
         return {"cancelled": bool(task["cancel_requested"])}
 
-    async def append_logs(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
-        entries = validate.body_object(body).get("entries")
-        if not isinstance(entries, list) or len(entries) > 1000:
-            raise bad_request("entries must be a list of at most 1000 log entries")
+    async def append_logs(self, tenant: Tenant, req: AppendLogs) -> LogsAccepted:
         rows = []
-        for entry in entries:
-            entry = validate.body_object(entry)
-            task_id = validate.uuid_text(validate.string(entry, "taskExecutionId"))
-            level = str(entry.get("level", "INFO")).upper()
-            if level == "WARNING":
-                level = "WARN"
-            if level not in LogLevel.__members__:
-                raise bad_request(f"unknown log level {level!r}")
-            message = entry.get("message")
-            if not isinstance(message, str):
-                raise bad_request("message must be a string")
-            ts = entry.get("timestamp")
-            ts_ms = parse_iso_ms(ts) if isinstance(ts, str) else now_ms()
+        for entry in req.entries:
+            ts_ms = now_ms() if entry.timestamp is None else epoch_ms(entry.timestamp)
             # arrival order within one millisecond, for stable paging
             self._log_seq = max(self._log_seq + 1, time.time_ns() // 1000)
             rows.append(
                 (
                     str(uuid.uuid4()),
-                    task_id,
-                    validate.integer(entry, "attempt", 1, lo=1),
-                    level,
-                    LogLevel(level).rank,
-                    message[:65536],
+                    entry.task_execution_id,
+                    entry.attempt,
+                    entry.level.value,
+                    entry.level.rank,
+                    entry.message,
                     ts_ms,
                     self._log_seq,
                 )
@@ -437,7 +403,7 @@ class Tasks:
 
     # -- reads --
 
-    async def of_workflow(self, workflow_id: str) -> dict[str, Any]:
+    async def of_workflow(self, workflow_id: str) -> TaskList:
         """The workflow's tasks in scheduling order (their TASK_SCHEDULED sequence).
 
         Tasks scheduled by one submit share `created_at`, so that column alone cannot
@@ -458,23 +424,20 @@ class Tasks:
         rows.sort(key=lambda r: position.get(r["id"], len(position)))  # stable
         return {"tasks": [shapes.task(r) for r in rows]}
 
-    async def owned(self, tenant: Tenant, task_id: str, workflow_id: str | None) -> dict[str, Any]:
+    async def owned(self, tenant: Tenant, task_id: str, workflow_id: str | None) -> Row:
         """A task of the tenant; with `workflow_id` it must belong to that workflow."""
-        task_id = validate.uuid_text(task_id, "task execution id")
         async with self.store.read() as tx:
             row = await tx.fetchrow(
                 f"SELECT tenant_id, {shapes.TASK_COLUMNS} FROM task_executions WHERE id = $1",
                 task_id,
             )
-        if (
-            row is None
-            or row["tenant_id"] != tenant.id
-            or (workflow_id is not None and row["workflow_execution_id"] != workflow_id)
-        ):
+        if row is None or row["tenant_id"] != tenant.id:
+            raise not_found(f"task execution {task_id}")
+        if workflow_id is not None and row["workflow_execution_id"] != workflow_id:
             raise not_found(f"task execution {task_id}")
         return row
 
-    async def attempts(self, task_id: str) -> dict[str, Any]:
+    async def attempts(self, task_id: str) -> AttemptList:
         async with self.store.read() as tx:
             rows = await tx.fetch(
                 "SELECT * FROM task_attempts WHERE task_execution_id = $1 ORDER BY attempt",
@@ -482,34 +445,29 @@ class Tasks:
             )
         return {"attempts": [shapes.attempt(r) for r in rows]}
 
-    async def logs(
-        self, task_id: str, query: dict[str, Any], limit: int, offset: int
-    ) -> dict[str, Any]:
+    async def logs(self, task_id: str, q: LogsQuery) -> LogPage:
         """Logs at or above `level` (a minimum), containing `search`, of one `attempt`."""
         filters = Filters("task_execution_id = ?", task_id)
-        if query.get("level"):
-            level = str(query["level"]).upper()
-            if level not in LogLevel.__members__:
-                raise bad_request(
-                    f"unknown level {query['level']!r}; one of DEBUG, INFO, WARN, ERROR"
-                )
-            filters.add("level_rank >= ?", LogLevel(level).rank)
-        if query.get("search"):
-            filters.add("lower(message) LIKE ?", f"%{str(query['search']).lower()}%")
-        if query.get("attempt"):
-            try:
-                filters.add("attempt = ?", int(query["attempt"]))
-            except ValueError:
-                raise bad_request("attempt must be an integer") from None
-        answer = await page(
+        if q.level is not None:
+            filters.add("level_rank >= ?", q.level.rank)
+        if q.search:
+            filters.add("lower(message) LIKE ?", f"%{q.search.lower()}%")
+        if q.attempt is not None:
+            filters.add("attempt = ?", q.attempt)
+        lines, total = await page(
             self.store,
-            key="logs",
             columns="id, level, message, ts, attempt",
             table="task_logs",
             filters=filters,
             order="ts, seq",
-            limit=limit,
-            offset=offset,
+            limit=q.limit,
+            offset=q.offset,
             shape=shapes.log,
         )
-        return {"taskExecutionId": task_id, **answer}
+        return {
+            "taskExecutionId": task_id,
+            "logs": lines,
+            "total": total,
+            "limit": q.limit,
+            "offset": q.offset,
+        }

@@ -8,14 +8,19 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from flovyn_server.domain import ApiError, bad_request, iso, not_found, now_ms
+from flovyn_server.domain import Conflict, InvalidInput, iso, not_found, now_ms
 from flovyn_server.engine import shapes
+from flovyn_server.models.tenants import (
+    ApiKeyAnswer,
+    CreateCredential,
+    CreateTenant,
+    TenantAnswer,
+    WorkerTokenAnswer,
+)
 from flovyn_server.store.base import Store
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-TIERS = ("FREE", "PRO", "ENTERPRISE")
 API_KEY_PREFIX = "flovyn_sk_"
 WORKER_TOKEN_PREFIX = "fwt_"
 
@@ -47,24 +52,16 @@ class Tenants:
         self._principals: dict[str, Principal] = {}
         self._by_slug: dict[str, Tenant] = {}
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        name, slug = body.get("name"), body.get("slug")
-        if not isinstance(name, str) or not name.strip():
-            raise bad_request("name is required")
-        if not isinstance(slug, str) or not SLUG.match(slug):
-            raise bad_request("slug must match ^[a-z0-9][a-z0-9-]{1,62}$")
-        tier = body.get("tier") or "FREE"
-        if tier not in TIERS:
-            raise bad_request(f"tier must be one of {', '.join(TIERS)}")
-        region = body.get("region")
-        if region is not None and not isinstance(region, str):
-            raise bad_request("region must be a string")
+    async def create(self, req: CreateTenant) -> TenantAnswer:
+        name, slug = req.name.strip(), req.slug
+        if not name:
+            raise InvalidInput("name must not be blank", {"field": "name"})
         row = {
             "id": str(uuid.uuid4()),
             "name": name.strip(),
             "slug": slug,
-            "tier": tier,
-            "region": region,
+            "tier": req.tier,
+            "region": req.region,
             "created_at": now_ms(),
         }
         async with self.store.transaction() as tx:
@@ -74,10 +71,12 @@ class Tenants:
                 *row.values(),
             )
         if not inserted:
-            raise ApiError(409, "SLUG_TAKEN", f"tenant slug {slug!r} is taken")
+            raise Conflict(f"tenant slug {slug!r} is taken", code="SLUG_TAKEN")
         return shapes.tenant(row)
 
-    async def get(self, slug: str) -> dict[str, Any]:
+    async def get(self, slug: str) -> TenantAnswer:
+        if not SLUG.match(slug):
+            raise not_found(f"tenant {slug!r}")
         async with self.store.read() as tx:
             row = await tx.fetchrow("SELECT * FROM tenants WHERE slug = $1", slug)
         if row is None:
@@ -85,9 +84,11 @@ class Tenants:
         return shapes.tenant(row)
 
     async def resolve(self, slug: str) -> Tenant:
-        """The tenant of a path slug; 404 when unknown."""
+        """The tenant of a path slug; NotFound when unknown."""
         tenant = self._by_slug.get(slug)
         if tenant is None:
+            if not SLUG.match(slug):
+                raise not_found(f"tenant {slug!r}")
             async with self.store.read() as tx:
                 row = await tx.fetchrow("SELECT id, slug FROM tenants WHERE slug = $1", slug)
             if row is None:
@@ -95,12 +96,21 @@ class Tenants:
             tenant = self._by_slug[slug] = Tenant(row["id"], row["slug"])
         return tenant
 
-    async def create_credential(
-        self, tenant: Tenant, kind: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        display = body.get("displayName")
-        if not isinstance(display, str) or not display.strip():
-            raise bad_request("displayName is required")
+    async def create_api_key(self, tenant: Tenant, req: CreateCredential) -> ApiKeyAnswer:
+        cred_id, key, display, created = await self._create_credential(tenant, "api", req)
+        return {"id": cred_id, "key": key, "displayName": display, "createdAt": created}
+
+    async def create_worker_token(self, tenant: Tenant, req: CreateCredential) -> WorkerTokenAnswer:
+        cred_id, token, display, created = await self._create_credential(tenant, "worker", req)
+        return {"id": cred_id, "token": token, "displayName": display, "createdAt": created}
+
+    async def _create_credential(
+        self, tenant: Tenant, kind: str, req: CreateCredential
+    ) -> tuple[str, str, str, str]:
+        """(id, the key shown once, display name, createdAt) of a new credential."""
+        display = req.display_name.strip()
+        if not display:
+            raise InvalidInput("displayName must not be blank", {"field": "displayName"})
         prefix = API_KEY_PREFIX if kind == "api" else WORKER_TOKEN_PREFIX
         key = prefix + secrets.token_urlsafe(32)
         cred_id, created = str(uuid.uuid4()), now_ms()
@@ -111,17 +121,11 @@ class Tenants:
                 cred_id,
                 tenant.id,
                 kind,
-                display.strip(),
+                display,
                 hash_key(key),
                 created,
             )
-        field = "key" if kind == "api" else "token"
-        return {
-            "id": cred_id,
-            field: key,
-            "displayName": display.strip(),
-            "createdAt": iso(created),
-        }
+        return cred_id, key, display, iso(created) or ""
 
     async def authenticate(self, key: str) -> Principal | None:
         digest = hash_key(key)

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from flovyn_server.domain import bad_request, not_found, now_ms
-from flovyn_server.engine import shapes, validate
+from flovyn_server.domain import not_found, now_ms
+from flovyn_server.engine import shapes
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tasks import TASK_FOR_UPDATE, end_attempt
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import workflow_key
 from flovyn_server.jsonio import dumps, loads
+from flovyn_server.models.discovery import ListWorkers, WorkerDetail, WorkerList
+from flovyn_server.models.worker import Register, Registered, WorkerRef, WorkerStatusAnswer
 from flovyn_server.store.base import Store, Tx
 
 # A poll refreshes the heartbeat at most this often, to keep polls to one write.
 HEARTBEAT_WRITE_MS = 1000
-
-
-def _capabilities(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = body.get(key, [])
-    if not isinstance(items, list):
-        raise bad_request(f"{key} must be a list")
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            item = {"kind": item}
-        item = validate.body_object(item)
-        validate.string(item, "kind")
-        out.append(item)
-    return out
 
 
 class Workers:
@@ -41,15 +28,10 @@ class Workers:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._touched: dict[str, int] = {}  # tenant/worker -> last heartbeat written here
 
-    async def register(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
-        body = validate.body_object(body)
-        name = validate.string(body, "name", "worker")
-        queues = validate.string_list(body, "queues", ["default"])
-        workflows = _capabilities(body, "workflows")
-        tasks = _capabilities(body, "tasks")
+    async def register(self, tenant: Tenant, req: Register) -> Registered:
+        workflows, tasks = req.workflows, req.tasks
         kind = "UNIFIED" if workflows and tasks else ("WORKFLOW" if workflows else "TASK")
         worker_id, now = str(uuid.uuid4()), now_ms()
-        process_id = body.get("processId")
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO workers (id, tenant_id, name, type, status, version, host_name, "
@@ -57,41 +39,45 @@ class Workers:
                 "VALUES ($1, $2, $3, $4, 'ONLINE', $5, $6, $7, $8, $9, $10, $11, $11)",
                 worker_id,
                 tenant.id,
-                name,
+                req.name,
                 kind,
-                body.get("version"),
-                body.get("hostName"),
-                process_id if isinstance(process_id, int) else None,
-                dumps(queues),
-                dumps([w["kind"] for w in workflows]),
-                dumps([t["kind"] for t in tasks]),
+                req.version,
+                req.host_name,
+                req.process_id,
+                dumps(req.queues),
+                dumps([w.kind for w in workflows]),
+                dumps([t.kind for t in tasks]),
                 now,
             )
-            for category, items in (("workflow", workflows), ("task", tasks)):
-                for item in items:
-                    await tx.execute(
-                        "INSERT INTO definitions (tenant_id, category, kind, spec, first_seen_at, "
-                        "last_registered_at) VALUES ($1, $2, $3, $4, $5, $5) "
-                        "ON CONFLICT (tenant_id, category, kind) DO UPDATE SET spec = excluded.spec, "
-                        "last_registered_at = excluded.last_registered_at",
+            specs = [("workflow", w) for w in workflows] + [("task", t) for t in tasks]
+            await tx.executemany(
+                "INSERT INTO definitions (tenant_id, category, kind, spec, first_seen_at, "
+                "last_registered_at) VALUES ($1, $2, $3, $4, $5, $5) "
+                "ON CONFLICT (tenant_id, category, kind) DO UPDATE SET spec = excluded.spec, "
+                "last_registered_at = excluded.last_registered_at",
+                [
+                    (
                         tenant.id,
                         category,
-                        item["kind"],
-                        dumps(item),
+                        item.kind,
+                        dumps(item.model_dump(by_alias=True, exclude_none=True)),
                         now,
                     )
+                    for category, item in specs
+                ],
+            )
         return {
             "workerId": worker_id,
             "heartbeatIntervalMs": self.heartbeat_interval_ms,
             "livenessTimeoutMs": self.liveness_timeout_ms,
         }
 
-    async def heartbeat(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
-        await self._beat(tenant, validate.string(validate.body_object(body), "workerId"), now_ms())
+    async def heartbeat(self, tenant: Tenant, req: WorkerRef) -> WorkerStatusAnswer:
+        await self._beat(tenant, req.worker_id, now_ms())
         return {"status": "ONLINE"}
 
     async def _beat(self, tenant: Tenant, worker_id: str, now: int) -> None:
-        """Record a sign of life (it counts as ONLINE again); 404 for an unknown worker."""
+        """Record a sign of life (it counts as ONLINE again); NotFound for an unknown worker."""
         async with self.store.transaction() as tx:
             changed = await tx.execute(
                 "UPDATE workers SET status = 'ONLINE', last_heartbeat_at = $3 "
@@ -104,7 +90,7 @@ class Workers:
             raise not_found(f"worker {worker_id}")
 
     async def touch(self, tenant: Tenant, worker_id: str) -> None:
-        """A poll counts as a heartbeat; 404 for a worker that never registered.
+        """A poll counts as a heartbeat; NotFound for a worker that never registered.
 
         Written at most once a second per worker, so a busy poller costs no extra write.
         """
@@ -116,8 +102,8 @@ class Workers:
             self._touched.clear()
         self._touched[seen] = now
 
-    async def unregister(self, tenant: Tenant, body: dict[str, Any]) -> dict[str, Any]:
-        worker_id = validate.string(validate.body_object(body), "workerId")
+    async def unregister(self, tenant: Tenant, req: WorkerRef) -> WorkerStatusAnswer:
+        worker_id = req.worker_id
         async with self.store.transaction() as tx:
             # FOR UPDATE waits for claims in flight (see claims.py), so that
             # the release below sees what they claimed.
@@ -151,27 +137,24 @@ class Workers:
                 )
         return len(rows)
 
-    async def list(
-        self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
-    ) -> dict[str, Any]:
+    async def list(self, tenant: Tenant, q: ListWorkers) -> WorkerList:
         query = Filters("tenant_id = ?", tenant.id)
-        for field in ("type", "status"):
-            if filters.get(field):
-                query.add(f"{field} = ?", str(filters[field]).upper())
-        return await page(
+        for field, value in (("type", q.type), ("status", q.status)):
+            if value is not None:
+                query.add(f"{field} = ?", value)
+        workers, total = await page(
             self.store,
-            key="workers",
             columns="*",
             table="workers",
             filters=query,
             order="registered_at DESC, id",
-            limit=limit,
-            offset=offset,
+            limit=q.limit,
+            offset=q.offset,
             shape=shapes.worker,
         )
+        return {"workers": workers, "total": total, "limit": q.limit, "offset": q.offset}
 
-    async def get(self, tenant: Tenant, worker_id: str) -> dict[str, Any]:
-        worker_id = validate.uuid_text(worker_id, "worker id")
+    async def get(self, tenant: Tenant, worker_id: str) -> WorkerDetail:
         async with self.store.read() as tx:
             row = await tx.fetchrow(
                 "SELECT * FROM workers WHERE id = $1 AND tenant_id = $2", worker_id, tenant.id

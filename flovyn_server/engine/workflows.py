@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
     OPEN_WORKFLOW,
     EventType,
+    InvalidInput,
     WorkflowStatus,
-    bad_request,
-    iso,
+    epoch_ms,
     not_found,
     now_ms,
-    parse_iso_ms,
     parse_ttl_ms,
 )
-from flovyn_server.engine import shapes, validate
+from flovyn_server.engine import shapes
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import INSERT_EVENT, Event, append_and_resume, insert_events
 from flovyn_server.engine.idempotency import claim_key
@@ -26,9 +26,16 @@ from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import workflow_key
 from flovyn_server.jsonio import dumps, loads
-from flovyn_server.store.base import Store, Tx
-
-STATUSES = tuple(WorkflowStatus)
+from flovyn_server.models.workflows import (
+    ChildList,
+    EventList,
+    ListWorkflows,
+    StateAnswer,
+    TriggerWorkflow,
+    Workflow,
+    WorkflowList,
+)
+from flovyn_server.store.base import Row, Store, Tx
 
 
 async def create_execution(
@@ -130,36 +137,37 @@ async def ended(
         await append_and_resume(tx, row["parent_id"], [event])
 
 
+@dataclass(frozen=True)
+class Triggered:
+    """What a trigger did: the execution it started, or the one its key named."""
+
+    execution_id: str
+    status: WorkflowStatus
+    kind: str
+    created_at: int
+    key_used: bool
+    created: bool
+    signalled: bool
+    signal_sequence: int | None  # the signal's event, when it was signalled
+
+
 class Workflows:
     def __init__(self, store: Store, group: GroupCommit) -> None:
         self.store = store
         self.group = group
 
-    async def trigger(
-        self, tenant: Tenant, kind: str, body: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """Start an execution; (answer, created). An idempotency hit answers the existing one."""
-        body = validate.body_object(body)
-        queue = validate.queue(body)
-        priority = validate.integer(body, "prioritySeconds", 0, lo=-86400, hi=86400)
-        version = validate.string(body, "version", None)
-        key = validate.string(body, "idempotencyKey", None, max_len=512)
-        ttl_ms = parse_ttl_ms(body.get("idempotencyKeyTTL"))
-        metadata = validate.string_map(body, "metadata")
-        input_value = body.get("input", {})
+    async def trigger(self, tenant: Tenant, kind: str, req: TriggerWorkflow) -> Triggered:
+        """Start an execution; an idempotency hit gives the existing one."""
+        key = req.idempotency_key
+        ttl_ms = parse_ttl_ms(req.idempotency_key_ttl)
         # Signal-with-start: reuse the key's execution only while it is open, then signal it.
-        signal = body.get("signal")
-        if signal is not None:
-            signal = validate.body_object(signal)
-            validate.string(signal, "signalName")
-            if key is None:
-                raise bad_request("a trigger with a signal needs an idempotencyKey")
+        signal = req.signal
+        if signal is not None and key is None:
+            raise InvalidInput("a trigger with a signal needs an idempotencyKey")
         reusable = self._ended if signal is not None else self._failed
-        if len(kind) > 256:
-            raise bad_request("workflow kind is too long")
         now, new_id = now_ms(), str(uuid.uuid4())
 
-        async def write(tx: Tx) -> tuple[dict[str, Any], str | None, int | None]:
+        async def write(tx: Tx) -> tuple[Row, str | None, int | None]:
             existing, sequence = None, None
             if key is not None:
                 existing = await claim_key(
@@ -178,20 +186,15 @@ class Workflows:
                     tenant.id,
                     execution_id=new_id,
                     kind=kind,
-                    queue=queue,
-                    input=input_value,
+                    queue=req.queue,
+                    input=req.input,
                     now=now,
-                    priority_seconds=priority,
-                    version=version,
-                    metadata=metadata,
+                    priority_seconds=req.priority_seconds,
+                    version=req.version,
+                    metadata=req.metadata,
                     idempotency_key=key,
                 )
-                row: dict[str, Any] = {
-                    "id": new_id,
-                    "status": "PENDING",
-                    "kind": kind,
-                    "created_at": now,
-                }
+                row: Row = {"id": new_id, "status": "PENDING", "kind": kind, "created_at": now}
             else:
                 tx.on_commit(metrics.IDEMPOTENCY_HITS.inc)
                 found = await tx.fetchrow(
@@ -207,29 +210,23 @@ class Workflows:
                     [
                         (
                             EventType.SIGNAL_RECEIVED,
-                            {
-                                "signalName": signal["signalName"],
-                                "signalValue": signal.get("value"),
-                            },
+                            {"signalName": signal.signal_name, "signalValue": signal.value},
                         )
                     ],
                 )
             return row, existing, sequence
 
         row, existing, sequence = await self.group.run(key or new_id, write)
-        base = f"/api/tenants/{tenant.slug}/workflow-executions/{row['id']}"
-        answer = {
-            "workflowExecutionId": row["id"],
-            "status": row["status"],
-            "kind": row["kind"],
-            "createdAt": iso(row["created_at"]),
-            "idempotencyKeyUsed": key is not None,
-            "idempotencyKeyNew": key is not None and existing is None,
-            "links": {"self": base, "events": f"{base}/events"},
-        }
-        if signal is not None:
-            answer["signalEventSequence"] = sequence
-        return answer, existing is None
+        return Triggered(
+            execution_id=row["id"],
+            status=WorkflowStatus(row["status"]),
+            kind=row["kind"],
+            created_at=row["created_at"],
+            key_used=key is not None,
+            created=existing is None,
+            signal_sequence=sequence if signal is not None else None,
+            signalled=signal is not None,
+        )
 
     @staticmethod
     async def _failed(tx: Tx, target: str) -> bool:
@@ -241,8 +238,8 @@ class Workflows:
         status = await tx.fetchval("SELECT status FROM workflow_executions WHERE id = $1", target)
         return status in (None, "COMPLETED", "FAILED", "CANCELLED")
 
-    async def row(self, tenant: Tenant, workflow_id: str, tx: Tx | None = None) -> dict[str, Any]:
-        workflow_id = validate.uuid_text(workflow_id, "workflow execution id")
+    async def row(self, tenant: Tenant, workflow_id: str, tx: Tx | None = None) -> Row:
+        """The execution of this tenant (`workflow_id`: a canonical UUID); NotFound if none."""
         sql = f"SELECT {shapes.WORKFLOW_COLUMNS} FROM workflow_executions WHERE id = $1 AND tenant_id = $2"
         if tx is not None:
             row = await tx.fetchrow(sql, workflow_id, tenant.id)
@@ -253,53 +250,45 @@ class Workflows:
             raise not_found(f"workflow execution {workflow_id}")
         return row
 
-    async def get(self, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+    async def get(self, tenant: Tenant, workflow_id: str) -> Workflow:
         return shapes.workflow(await self.row(tenant, workflow_id))
 
-    async def list(
-        self, tenant: Tenant, filters: dict[str, Any], limit: int, offset: int
-    ) -> dict[str, Any]:
+    async def list(self, tenant: Tenant, q: ListWorkflows) -> WorkflowList:
         query = Filters("tenant_id = ?", tenant.id)
-        statuses = filters.get("status") or []
-        for status in statuses:
-            if status not in STATUSES:
-                raise bad_request(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
-        if statuses:
+        if q.status:
             # CANCELLING is derived (an open status with cancel_requested), so the open
             # statuses match only executions without a pending cancellation.
             either, values = [], []
-            for status in statuses:
-                if status == "CANCELLING":
+            for status in q.status:
+                if status == WorkflowStatus.CANCELLING:
                     either.append(
                         "(cancel_requested = 1 AND status IN ('PENDING', 'RUNNING', 'WAITING'))"
                     )
                     continue
-                values.append(status)
+                values.append(status.value)
                 open_only = " AND cancel_requested = 0" if status in OPEN_WORKFLOW else ""
                 either.append(f"(status = ?{open_only})")
             query.add("(" + " OR ".join(either) + ")", *values)
-        for field, column in (("kind", "kind"), ("queue", "queue"), ("parentId", "parent_id")):
-            if filters.get(field):
-                query.add(f"{column} = ?", filters[field])
-        if filters.get("createdAfter"):
-            query.add("created_at > ?", parse_iso_ms(filters["createdAfter"]))
-        if filters.get("createdBefore"):
-            query.add("created_at < ?", parse_iso_ms(filters["createdBefore"]))
-        return await page(
+        for value, column in ((q.kind, "kind"), (q.queue, "queue"), (q.parent_id, "parent_id")):
+            if value is not None:
+                query.add(f"{column} = ?", value)
+        if q.created_after is not None:
+            query.add("created_at > ?", epoch_ms(q.created_after))
+        if q.created_before is not None:
+            query.add("created_at < ?", epoch_ms(q.created_before))
+        items, total = await page(
             self.store,
-            key="workflows",
             columns=shapes.SUMMARY_COLUMNS,
             table="workflow_executions",
             filters=query,
             order="created_at DESC, id DESC",
-            limit=limit,
-            offset=offset,
+            limit=q.limit,
+            offset=q.offset,
             shape=shapes.workflow_summary,
         )
+        return {"workflows": items, "total": total, "limit": q.limit, "offset": q.offset}
 
-    async def events(
-        self, tenant: Tenant, workflow_id: str, since: int, limit: int
-    ) -> dict[str, Any]:
+    async def events(self, tenant: Tenant, workflow_id: str, since: int, limit: int) -> EventList:
         async with self.store.read() as tx:
             row = await self.row(tenant, workflow_id, tx)
             rows = await tx.fetch(
@@ -311,7 +300,7 @@ class Workflows:
             )
         return {"events": [shapes.event(r) for r in rows]}
 
-    async def state(self, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+    async def state(self, tenant: Tenant, workflow_id: str) -> StateAnswer:
         async with self.store.read() as tx:
             row = await self.row(tenant, workflow_id, tx)
             rows = await tx.fetch(
@@ -320,7 +309,7 @@ class Workflows:
             )
         return {"state": {r["key"]: loads(r["value"]) for r in rows}}
 
-    async def children(self, tenant: Tenant, workflow_id: str) -> dict[str, Any]:
+    async def children(self, tenant: Tenant, workflow_id: str) -> ChildList:
         async with self.store.read() as tx:
             row = await self.row(tenant, workflow_id, tx)
             rows = await tx.fetch(
@@ -328,16 +317,4 @@ class Workflows:
                 "FROM workflow_executions WHERE parent_id = $1 ORDER BY created_at, id",
                 row["id"],
             )
-        return {
-            "children": [
-                {
-                    "childWorkflowExecutionId": r["id"],
-                    "childExecutionName": r["child_name"],
-                    "kind": r["kind"],
-                    "status": shapes.workflow_status(r),
-                    "createdAt": iso(r["created_at"]),
-                    "completedAt": iso(r["completed_at"]),
-                }
-                for r in rows
-            ]
-        }
+        return {"children": [shapes.child(r) for r in rows]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import Any
 
@@ -113,11 +114,11 @@ class Store(abc.ABC):
             callback()
 
     @abc.abstractmethod
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """`async with store.transaction() as tx:` a read-write transaction."""
 
     @abc.abstractmethod
-    def read(self) -> Any:
+    def read(self) -> AbstractAsyncContextManager[Tx]:
         """`async with store.read() as tx:` a read-only view (may run beside writers)."""
 
     @abc.abstractmethod

@@ -396,7 +396,7 @@ async def test_row_lock_clauses_run_on_both_backends(store: Store) -> None:
 
 
 async def test_group_commit_shares_a_transaction_and_isolates_a_failure(store: Store) -> None:
-    from flovyn_server.domain import ApiError
+    from flovyn_server.domain import Conflict
     from flovyn_server.engine.group_commit import GroupCommit
     from flovyn_server.store.base import Tx
 
@@ -411,7 +411,7 @@ async def test_group_commit_shares_a_transaction_and_isolates_a_failure(store: S
             tx.notify(f"key:{slug}")
             tx.on_commit(lambda: committed.append(slug))
             if fail:  # after its write: the group must not keep it
-                raise ApiError(409, "CONFLICT", f"{slug} refused")
+                raise Conflict(f"{slug} refused")
             return slug
 
         return operation
@@ -422,7 +422,7 @@ async def test_group_commit_shares_a_transaction_and_isolates_a_failure(store: S
         return_exceptions=True,
     )
     assert [o if isinstance(o, str) else type(o).__name__ for o in outcomes] == [
-        s if s != "g3" else "ApiError" for s in slugs
+        s if s != "g3" else "Conflict" for s in slugs
     ]
     assert await tenant_slugs(store) == [s for s in slugs if s != "g3"]
     assert sorted(committed) == [s for s in slugs if s != "g3"]  # once each, never g3

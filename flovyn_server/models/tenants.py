@@ -1,0 +1,50 @@
+"""Tenants, API keys and worker tokens."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from flovyn_server.models.fields import Body, Name, Slug
+
+Tier = Literal["FREE", "PRO", "ENTERPRISE"]
+
+
+class CreateTenant(Body):
+    name: Name = Field(examples=["Acme"])
+    slug: Slug = Field(examples=["acme"])
+    tier: Tier = "FREE"
+    region: Name | None = None
+
+
+class CreateCredential(Body):
+    display_name: Name = Field(examples=["ops"])
+
+
+class TenantAnswer(TypedDict):
+    id: str
+    name: str
+    slug: str
+    tier: Tier
+    region: str | None
+    createdAt: str
+
+
+class ApiKeyAnswer(TypedDict):
+    """A new API key: `key` is shown this once and stored hashed."""
+
+    id: str
+    key: str
+    displayName: str
+    createdAt: str
+
+
+class WorkerTokenAnswer(TypedDict):
+    """A new worker token: `token` is shown this once and stored hashed."""
+
+    id: str
+    token: str
+    displayName: str
+    createdAt: str
