@@ -36,7 +36,7 @@ from .history import CommandHistory, Event, describe, parse_events
 from .loop import DeterministicLoop
 from .resolution import apply_event
 from .retry import Restart, RetryTracker
-from .serde import to_jsonable
+from .serde import ERROR_LIMIT, TRACE_LIMIT, to_jsonable, wire_text
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING: Any = object()
@@ -72,7 +72,10 @@ def namespace_of(execution_id: str) -> uuid.UUID:
 
 def format_error(exc: BaseException) -> tuple[str, str]:
     """``("Type: message", traceback)`` as sent in ``FAIL_WORKFLOW`` / task ``fail``."""
-    return f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))
+    return (
+        wire_text(f"{type(exc).__name__}: {exc}", ERROR_LIMIT),
+        wire_text("".join(traceback.format_exception(exc)), TRACE_LIMIT),
+    )
 
 
 class ReplayState:

@@ -76,3 +76,18 @@ def convert_output(value: Any, output_type: type[BaseModel] | None) -> Any:
     if output_type is None or value is None:
         return value
     return output_type.model_validate(value)
+
+
+# The server's limits on free text (characters), and its one rule: no NUL anywhere.
+ERROR_LIMIT = 32_768
+TRACE_LIMIT = 65_536
+LOG_LIMIT = 65_536
+_CUT = "... (truncated)"
+
+
+def wire_text(value: str, limit: int) -> str:
+    """Free text (an error message, a stack trace, a log line) as the server takes it:
+    NUL characters become U+FFFD and the text is cut to ``limit`` characters, so that
+    one odd exception or log line never gets a failure or a log batch refused."""
+    value = value.replace("\x00", "\ufffd")
+    return value if len(value) <= limit else value[: limit - len(_CUT)] + _CUT

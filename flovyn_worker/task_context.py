@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlovynApiError
+from .serde import LOG_LIMIT, wire_text
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -79,7 +80,7 @@ class _TaskLogHandler(logging.Handler):
                     "taskExecutionId": self._task_execution_id,
                     "attempt": self._attempt,
                     "level": level_name(record.levelno),
-                    "message": self.format(record),
+                    "message": wire_text(self.format(record), LOG_LIMIT),
                     "timestamp": utc_timestamp(record.created),
                 }
             )

@@ -20,7 +20,7 @@ from .batch import ResultBatcher
 from .decorators import TaskDefinition, WorkflowDefinition, task_definition, workflow_definition
 from .errors import DeterminismViolation, FlovynApiError
 from .replay import format_error, replay_workflow
-from .serde import to_jsonable, to_seconds
+from .serde import ERROR_LIMIT, to_jsonable, to_seconds, wire_text
 from .task_context import LogBuffer, TaskContext
 from .transport import Backoff, Transport, is_transient
 
@@ -464,14 +464,22 @@ class Worker:
             log.error("workflow %s (%s): %s", execution_id, kind, exc)
             await self._report(
                 f"{base}/fail-activation",
-                {**ids, "error": str(exc), "errorType": "DeterminismViolation"},
+                {
+                    **ids,
+                    "error": wire_text(str(exc), ERROR_LIMIT),
+                    "errorType": "DeterminismViolation",
+                },
             )
             return
         except Exception as exc:  # a bug in replay or decoding: do not advance the history
             log.exception("workflow %s (%s) could not be replayed", execution_id, kind)
             await self._report(
                 f"{base}/fail-activation",
-                {**ids, "error": str(exc), "errorType": type(exc).__name__},
+                {
+                    **ids,
+                    "error": wire_text(str(exc), ERROR_LIMIT),
+                    "errorType": type(exc).__name__,
+                },
             )
             return
         body = {**ids, "status": result.status, "commands": result.commands}
