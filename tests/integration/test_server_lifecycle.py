@@ -47,6 +47,7 @@ def test_admin_key_is_generated_into_the_data_dir(database_url: str, tmp_path: P
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         key = key_file.read_text().strip()
         assert str(key_file) in server.log_text()  # the log says where it is
+        assert f"API docs: {server.url}/api/docs" in server.log_text()
         slug, _api_key, _token = asyncio.run(_tenant(server.url, key))
         assert slug == "ops"
         server.restart()  # the same key is read back, not replaced
