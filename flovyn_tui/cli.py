@@ -34,11 +34,9 @@ def _server(args: argparse.Namespace) -> int:
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    print(
-        f"flovyn server on http://{settings.host}:{settings.port} "
-        f"(database {settings.database_url})",
-        flush=True,
-    )
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"flovyn server on {base} (database {settings.database_url})", flush=True)
+    print(f"API docs: {base}/api/docs (OpenAPI: {base}/api/docs/openapi.json)", flush=True)
     _use_uvloop()
     try:
         # run_app turns SIGINT/SIGTERM into a graceful exit: held polls are answered,
