@@ -38,7 +38,12 @@ async def retry_execution(request: web.Request, id: str, body: RetryWorkflow) ->
     return json(await engine(request).control.retry(tenant(request), id, body))
 
 
-@router.post(E + "/signal", answers={200: SignalAnswer}, errors=(409,))
+@router.post(
+    E + "/signal",
+    answers={200: SignalAnswer},
+    errors=(409,),
+    examples={"approve": {"signalName": "approved", "value": {"by": "ops"}}},
+)
 async def signal_execution(request: web.Request, id: str, body: SignalWorkflow) -> web.Response:
     """Send a named signal with a value; 409 when the execution has ended."""
     return json(await engine(request).control.signal(tenant(request), id, body))

@@ -29,8 +29,10 @@ async def health(request: web.Request) -> web.Response:
 
 @router.get("/_/metrics", answers={200: str}, content_type="text/plain")
 async def prometheus(request: web.Request) -> web.Response:
-    """Prometheus text format: requests by route, workflows and tasks by outcome, queue
-    depth, group commits, idempotency hits."""
+    """Prometheus metrics in the text format.
+
+    Requests by route, workflows and tasks by outcome, queue depth, group commits,
+    idempotency hits."""
     return web.Response(
         body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

@@ -137,8 +137,9 @@ class _Schemas:
 
 
 def _split_doc(doc: str) -> tuple[str, str]:
-    summary, _, rest = doc.strip().partition("\n")
-    return summary.strip(), rest.strip()
+    """(summary, description): the docstring's first paragraph, and the rest."""
+    first, _, rest = doc.strip().partition("\n\n")
+    return " ".join(first.split()), rest.strip()
 
 
 def _security(op: Operation) -> list[dict[str, list[str]]]:

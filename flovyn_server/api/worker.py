@@ -102,10 +102,23 @@ async def _long_poll(request: web.Request, body: Poll, what: str) -> dict[str, A
     return {"activations" if what == "workflows" else "tasks": items}
 
 
-@router.post(W + "/register", answers={200: Registered})
+@router.post(
+    W + "/register",
+    answers={200: Registered},
+    examples={
+        "orders": {
+            "name": "orders-worker",
+            "queues": ["default"],
+            "workflows": [{"kind": "order"}],
+            "tasks": [{"kind": "charge-card", "retryPolicy": {"maxAttempts": 4}}],
+        }
+    },
+)
 async def register_worker(request: web.Request, body: Register) -> web.Response:
-    """Register a worker process with the kinds it runs; the answer gives its id and
-    the heartbeat interval. Its kinds become (or stay) definitions."""
+    """Register a worker process with the kinds it runs.
+
+    The answer gives its id and the heartbeat interval. Its kinds become (or stay)
+    workflow and task definitions."""
     return json(await engine(request).workers.register(tenant(request), body))
 
 
@@ -121,22 +134,62 @@ async def unregister_worker(request: web.Request, body: WorkerRef) -> web.Respon
     return json(await engine(request).workers.unregister(tenant(request), body))
 
 
-@router.post(W + "/workflows/poll", answers={200: ActivationList})
+_POLL_EXAMPLE = {
+    "workerId": "2f1c8a9e-5d3b-4c7a-9e1f-0a2b3c4d5e6f",
+    "queue": "default",
+    "kinds": ["order"],
+    "maxItems": 4,
+    "timeoutMs": 20000,
+}
+
+
+@router.post(W + "/workflows/poll", answers={200: ActivationList}, examples={"poll": _POLL_EXAMPLE})
 async def poll_workflows(request: web.Request, body: Poll) -> web.Response:
     """Long-poll for workflow activations, each with the execution's whole history."""
     return json(await _long_poll(request, body, "workflows"))
 
 
-@router.post(W + "/tasks/poll", answers={200: TaskItemList})
+@router.post(
+    W + "/tasks/poll",
+    answers={200: TaskItemList},
+    examples={"poll": {**_POLL_EXAMPLE, "kinds": ["charge-card"]}},
+)
 async def poll_tasks(request: web.Request, body: Poll) -> web.Response:
     """Long-poll for tasks; each claim starts an attempt."""
     return json(await _long_poll(request, body, "tasks"))
 
 
-@router.post(W + "/workflows/{id}/submit", answers={200: SubmitAnswer}, errors=(409,))
+@router.post(
+    W + "/workflows/{id}/submit",
+    answers={200: SubmitAnswer},
+    errors=(409,),
+    examples={
+        "schedule a task": {
+            "workerId": "2f1c8a9e-5d3b-4c7a-9e1f-0a2b3c4d5e6f",
+            "activationId": 1,
+            "status": "SUSPENDED",
+            "commands": [
+                {
+                    "type": "SCHEDULE_TASK",
+                    "taskExecutionId": "7f8a3c1e-2b4d-4e6f-8a9b-0c1d2e3f4a5b",
+                    "kind": "charge-card",
+                    "input": {"amount": 10},
+                }
+            ],
+        },
+        "complete": {
+            "workerId": "2f1c8a9e-5d3b-4c7a-9e1f-0a2b3c4d5e6f",
+            "activationId": 2,
+            "status": "COMPLETED",
+            "commands": [{"type": "COMPLETE_WORKFLOW", "output": {"charged": True}}],
+        },
+    },
+)
 async def submit_activation(request: web.Request, id: str, body: Submit) -> web.Response:
-    """Apply the commands of an activation the worker holds; 409 STALE_ACTIVATION when
-    it no longer holds it (nothing is applied)."""
+    """Apply the commands of an activation the worker holds.
+
+    The commands are applied in order, in one transaction. 409 STALE_ACTIVATION when
+    the worker no longer holds the activation: nothing is applied."""
     return json(await engine(request).activations.submit(tenant(request), id, body))
 
 
@@ -144,12 +197,25 @@ async def submit_activation(request: web.Request, id: str, body: Submit) -> web.
     W + "/workflows/{id}/fail-activation", answers={200: FailActivationAnswer}, errors=(409,)
 )
 async def fail_activation(request: web.Request, id: str, body: FailActivation) -> web.Response:
-    """The worker could not replay the history: the execution is FAILED, its history
-    unchanged, ready for a manual retry after a fix."""
+    """Fail an activation the worker could not replay.
+
+    The execution becomes FAILED with its history unchanged, ready for a manual retry
+    once a fix is deployed."""
     return json(await engine(request).activations.fail_activation(tenant(request), id, body))
 
 
-@router.post(W + "/tasks/{id}/complete", answers={200: CompleteAnswer}, errors=(409,))
+@router.post(
+    W + "/tasks/{id}/complete",
+    answers={200: CompleteAnswer},
+    errors=(409,),
+    examples={
+        "done": {
+            "workerId": "2f1c8a9e-5d3b-4c7a-9e1f-0a2b3c4d5e6f",
+            "attempt": 1,
+            "output": {"chargeId": "ch-1"},
+        }
+    },
+)
 async def complete_task(request: web.Request, id: str, body: CompleteTask) -> web.Response:
     """End the running attempt with its output; 409 STALE_ATTEMPT if it is not running."""
     return json(await engine(request).tasks.complete(tenant(request), id, body))
@@ -188,9 +254,11 @@ async def _run(
 
 @router.post(W + "/batch", answers={200: BatchAnswer})
 async def batch(request: web.Request, body: Batch) -> web.Response:
-    """Many submits, completions and failures at once. They run side by side, sharing
-    the group commit's transactions, and each gets the answer its own route would
-    give (a bad operation gets its own 400), in order."""
+    """Many submits, task completions and failures at once.
+
+    They run side by side, sharing the group commit's transactions, and each gets the
+    answer its own route would give, in order (a malformed operation gets its own 400
+    and the others still run)."""
     eng, t = engine(request), tenant(request)
 
     async def run(raw: Any) -> BatchResult:

@@ -117,8 +117,10 @@ async def list_logs(
     taskId: str,
     query: LogsQuery,
 ) -> web.Response:
-    """The task's log lines in time order: `level` is a minimum (WARN gives WARN and
-    ERROR), `search` a case-insensitive substring, `attempt` one attempt."""
+    """The task's log lines in time order, filtered and paged.
+
+    `level` is a minimum (WARN gives WARN and ERROR), `search` a case-insensitive
+    substring, `attempt` one attempt."""
     eng = engine(request)
     task = await eng.tasks.owned(tenant(request), taskId, id)
     return json(await eng.tasks.logs(task["id"], query))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -152,3 +153,17 @@ async def test_docs_page_loads_local_assets_only(flovyn: Flovyn) -> None:
         status, body = await flovyn.call("GET", f"/api/docs/static/{name}", key="")
         assert status in (400, 404), (name, status)
         assert isinstance(body, dict) and {"error", "code"} <= set(body), (name, body)
+
+
+def test_examples_are_valid_requests() -> None:
+    """Every example body in the document is one the server takes (no drift)."""
+    from flovyn_server.api import control, discovery, health, openapi, tenants, worker, workflows
+
+    checked = 0
+    for module in (worker, health, tenants, workflows, control, discovery, openapi):
+        for op in module.router.operations:
+            for name, example in op.examples.items():
+                assert op.body is not None, (op.operation_id, name)
+                op.body.model_validate_json(json.dumps(example))
+                checked += 1
+    assert checked >= 8
