@@ -24,7 +24,7 @@ from pydantic.json_schema import JsonSchemaMode
 import flovyn_server
 from flovyn_server.api.routing import PATH_PARAMS, Operation, Router
 from flovyn_server.jsonio import dumps_bytes
-from flovyn_server.models.common import ErrorBody
+from flovyn_server.models.common import ErrorBody, OpenApiDocument
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -221,10 +221,12 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
             pass
         elif op.content_type != JSON and status < 300:
             answer["description"] = rest or summary or answer["description"]
-            answer["content"] = {op.content_type: {"schema": {"type": "string"}}}
+            media = op.content_type if isinstance(op.content_type, tuple) else (op.content_type,)
+            answer["content"] = {m: {"schema": {"type": "string"}} for m in media}
         elif kind is not None:
             own_doc = getattr(kind, "__dict__", {}).get("__doc__")
-            if isinstance(own_doc, str) and own_doc.strip():
+            ours = getattr(kind, "__module__", "").startswith("flovyn_server.")
+            if ours and isinstance(own_doc, str) and own_doc.strip():
                 answer["description"] = _split_doc(own_doc)[0]
             answer["content"] = {JSON: {"schema": schemas.ref(kind, "serialization")}}
         responses[str(status)] = answer
@@ -368,7 +370,7 @@ async def docs_page(request: web.Request) -> web.Response:
     )
 
 
-@router.get("/api/docs/openapi.json", answers={200: dict[str, Any]})
+@router.get("/api/docs/openapi.json", answers={200: OpenApiDocument})
 async def openapi_document(request: web.Request) -> web.Response:
     """This OpenAPI 3.1 document."""
     app = request.app
@@ -382,7 +384,11 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=JSON)
 
 
-@router.get("/api/docs/static/{asset}", answers={200: str, 304: None}, content_type="text/*")
+@router.get(
+    "/api/docs/static/{asset}",
+    answers={200: str, 304: None},
+    content_type=tuple(sorted(set(ASSETS.values()))),
+)
 async def docs_asset(request: web.Request, asset: str) -> web.Response:
     """A Swagger UI asset (script, style sheet or icon) of the docs page.
 

@@ -64,7 +64,7 @@ class Operation:
     path_params: tuple[str, ...]
     answers: dict[int, Any]  # status -> the answer's type (None: no body)
     errors: tuple[int, ...]  # statuses beyond those every route of its kind has
-    content_type: str = "application/json"
+    content_type: str | tuple[str, ...] = "application/json"  # several: one of them
     examples: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -151,7 +151,7 @@ class Router:
         *,
         answers: dict[int, Any],
         errors: tuple[int, ...] = (),
-        content_type: str = "application/json",
+        content_type: str | tuple[str, ...] = "application/json",
         examples: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:

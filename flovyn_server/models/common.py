@@ -25,3 +25,12 @@ class Paging(Query):
 
     limit: int = Field(50, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class OpenApiDocument(TypedDict):
+    """The OpenAPI 3.1 document of this server."""
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
