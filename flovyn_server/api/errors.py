@@ -20,7 +20,7 @@ from flovyn_server.domain import (
     Unauthenticated,
 )
 from flovyn_server.models.common import ErrorBody
-from flovyn_server.models.fields import NO_NUL
+from flovyn_server.models.fields import PATTERN_MESSAGES
 
 log = logging.getLogger("flovyn_server.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -65,8 +65,9 @@ def invalid(exc: ValidationError) -> InvalidInput:
     for e in exc.errors(include_url=False):
         where = ".".join(str(part) for part in e["loc"])
         message = e["msg"]
-        if e.get("ctx", {}).get("pattern") == NO_NUL:
-            message = "must not contain the NUL character (\\u0000)"
+        pattern = e.get("ctx", {}).get("pattern")
+        if isinstance(pattern, str):
+            message = PATTERN_MESSAGES.get(pattern, message)
         given = e.get("input")
         if isinstance(given, str | int | float) and not isinstance(given, bool):
             shown = repr(given)

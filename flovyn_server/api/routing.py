@@ -27,7 +27,7 @@ from aiohttp import web
 from pydantic import AliasChoices, BaseModel, StringConstraints, TypeAdapter
 
 from flovyn_server.domain import InvalidInput
-from flovyn_server.models.fields import Name, Slug, Uuid
+from flovyn_server.models.fields import Name, Slug, Uuid, text
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -38,7 +38,7 @@ PATH_PARAMS: dict[str, tuple[Any, str]] = {
     "taskId": (Uuid, "The task execution's id."),
     "kind": (Name, "The workflow or task kind."),
     "identifier": (
-        Name,
+        Annotated[str, text(1024, min_length=1)],
         "The promise: its UUID, `key:<idempotencyKey>`, or `<workflowExecutionId>:<promiseName>`.",
     ),
     "asset": (

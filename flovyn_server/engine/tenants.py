@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from flovyn_server.domain import Conflict, InvalidInput, iso, not_found, now_ms
 from flovyn_server.engine import shapes
+from flovyn_server.models import fields
 from flovyn_server.models.tenants import (
     ApiKeyAnswer,
     CreateCredential,
@@ -20,7 +21,7 @@ from flovyn_server.models.tenants import (
 )
 from flovyn_server.store.base import Store
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+SLUG = re.compile(fields.SLUG)  # also checked by the models; the path slug comes raw
 API_KEY_PREFIX = "flovyn_sk_"
 WORKER_TOKEN_PREFIX = "fwt_"
 

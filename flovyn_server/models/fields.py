@@ -63,7 +63,10 @@ ErrorText = Annotated[str, text(32_768)]
 LongText = Annotated[str, text(65_536)]
 IdempotencyKey = Annotated[str, text(512, min_length=1)]
 # Letters, digits and `_ . : -`: a queue name becomes part of wake-up keys.
-Queue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+QUEUE = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+TTL = r"^[0-9]{1,9}[smhd]$"
+SLUG = r"^[a-z0-9][a-z0-9-]{1,62}$"
+Queue = Annotated[str, StringConstraints(pattern=QUEUE)]
 # Stored ids are lower case: an upper-case UUID is taken and lowered.
 Uuid = Annotated[
     str,
@@ -71,8 +74,17 @@ Uuid = Annotated[
     Field(json_schema_extra={"format": "uuid"}),
 ]
 # `30s`, `5m`, `2h`, `7d`: more than 0, at most 30 days (checked where it is used).
-Ttl = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}[smhd]$")]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+Ttl = Annotated[str, StringConstraints(pattern=TTL)]
+Slug = Annotated[str, StringConstraints(pattern=SLUG)]
+
+# What a pattern means, for the 400 that a value which does not match it gets.
+PATTERN_MESSAGES = {
+    NO_NUL: "must not contain the NUL character (\\u0000)",
+    _UUID: "must be a UUID (8-4-4-4-12 hexadecimal digits)",
+    QUEUE: "must be a queue name: 1 to 128 letters, digits and _ . : -, not starting with a symbol",
+    TTL: "must be a duration such as 30s, 5m, 2h or 7d",
+    SLUG: "must be a slug: 2 to 63 lower-case letters, digits and -, not starting with -",
+}
 StringMap = Annotated[
     dict[Name, Annotated[str, text(4096)]],
     Field(max_length=100),

@@ -41,18 +41,22 @@ async def _claim(f: Flovyn, worker_id: str) -> dict[str, Any]:
     return dict(activation)
 
 
-async def _refused(f: Flovyn, method: str, path: str, body: Any = None, **kw: Any) -> None:
+async def _refused(f: Flovyn, method: str, path: str, body: Any = None, **kw: Any) -> str:
+    """The 400's message."""
     # The standard encoder: it writes integers of any size, as a hostile client can.
     raw = None if body is None else json.dumps(body).encode()
     status, answer = await f.call(method, path, raw=raw, **kw)
     assert_error(status, answer, 400)
+    return str(answer["error"])
 
 
 async def test_nul_in_text_is_refused_everywhere(flovyn: Flovyn) -> None:
     f = flovyn
     before = await f.ok("GET", "P/workflow-executions")
-    await _refused(f, "POST", "P/workflows/ok/trigger", {"queue": "a\x00"})
-    await _refused(f, "POST", "P/workflows/ok/trigger", {"idempotencyKey": "k\x00"})
+    queue = await _refused(f, "POST", "P/workflows/ok/trigger", {"queue": "a\x00"})
+    assert queue.startswith("queue: must be a queue name"), queue
+    key = await _refused(f, "POST", "P/workflows/ok/trigger", {"idempotencyKey": "k\x00"})
+    assert key.startswith("idempotencyKey: must not contain the NUL character"), key
     await _refused(f, "POST", "P/workflows/ok/trigger", {"metadata": {"a": "b\x00"}})
     await _refused(f, "POST", "P/workflows/a%00b/trigger", {})
     await _refused(f, "GET", "P/workflow-executions", params={"kind": "\x00"})
