@@ -76,8 +76,9 @@ def invalid(exc: ValidationError) -> InvalidInput:
     # (the context is left out of `details`: it may hold values that are not JSON)
     first = problems[0] if problems else {"field": "", "message": "invalid"}
     if first.get("type") == "json_invalid":
-        return InvalidInput("request body is not valid JSON", {"errors": problems})
-    prefix = f"{first['field']}: " if first["field"] else ""
+        reason = str(first["message"]).removeprefix("Invalid JSON: ")
+        return InvalidInput(f"request body is not valid JSON: {reason}", {"errors": problems})
+    prefix = f"{first['field']}: " if first["field"] else "request body: "
     return InvalidInput(f"{prefix}{first['message']}", {"errors": problems})
 
 

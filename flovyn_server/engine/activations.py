@@ -90,7 +90,8 @@ class Activations:
     async def _held(
         self, tx: Tx, tenant: Tenant, workflow_id: str, worker_id: str, activation: int
     ) -> Row:
-        """The execution, locked, if the worker holds this activation; NotFound or Conflict if not."""
+        """The execution, locked, if the worker holds this activation; NotFound or
+        Conflict if not."""
         row = await tx.fetchrow(
             "SELECT id, tenant_id, kind, queue, status, worker_id, activation_id, parent_id, "
             "child_name FROM workflow_executions WHERE id = $1 FOR UPDATE",
