@@ -6,13 +6,20 @@ from typing import Any
 
 import orjson
 
+from flovyn_server.domain import InvalidInput
+
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return dumps_bytes(value).decode()
 
 
 def dumps_bytes(value: Any) -> bytes:
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        # Only a request's own JSON value can get here (an integer beyond 64 bits):
+        # what the server stores and sends always encodes.
+        raise InvalidInput(f"a JSON value cannot be stored: {exc}") from None
 
 
 def loads(text: str | bytes | None) -> Any:

@@ -35,6 +35,8 @@ def to_jsonable(value: Any) -> Any:
     replay will later read back from the history, and unserializable values fail
     where they are produced rather than at submit time.
     """
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise TypeError(f"integer {value} is beyond 64 bits: JSON values cannot hold it")
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return orjson.loads(dumps(value))

@@ -59,27 +59,34 @@ def error_body(err: DomainError) -> ErrorBody:
     return body
 
 
-def invalid(exc: ValidationError) -> InvalidInput:
-    """A pydantic error as 400: the first problem in words, all of them in `details`."""
+def invalid(exc: ValidationError, where: str = "") -> InvalidInput:
+    """A pydantic error as 400: the first problem in words, all of them in `details`.
+
+    `where` names what was checked when the error's own location is empty (a path
+    parameter)."""
     problems: list[dict[str, Any]] = []
     for e in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in e["loc"])
+        field = ".".join(str(part) for part in e["loc"]) or where
         message = e["msg"]
         pattern = e.get("ctx", {}).get("pattern")
+        given = e.get("input")
         if isinstance(pattern, str):
             message = PATTERN_MESSAGES.get(pattern, message)
-        given = e.get("input")
+        elif given is None and e["type"].endswith("_type"):
+            message = "must not be null: leave the field out for its default"
         if isinstance(given, str | int | float) and not isinstance(given, bool):
             shown = repr(given)
             message += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
-        problems.append({"field": where, "message": message, "type": e["type"]})
+        problems.append({"field": field, "message": message, "type": e["type"]})
     # (the context is left out of `details`: it may hold values that are not JSON)
     first = problems[0] if problems else {"field": "", "message": "invalid"}
     if first.get("type") == "json_invalid":
         reason = str(first["message"]).removeprefix("Invalid JSON: ")
         return InvalidInput(f"request body is not valid JSON: {reason}", {"errors": problems})
     prefix = f"{first['field']}: " if first["field"] else "request body: "
-    return InvalidInput(f"{prefix}{first['message']}", {"errors": problems})
+    more = len(problems) - 1
+    suffix = f" (and {more} more: see details.errors)" if more else ""
+    return InvalidInput(f"{prefix}{first['message']}{suffix}", {"errors": problems})
 
 
 def answer(exc: BaseException) -> tuple[int, ErrorBody]:
@@ -108,9 +115,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             message = f"no route for {request.method} {request.path}"
         elif exc.status == 405:
             message = f"{request.method} is not allowed on {request.path}"
-        return json(
+        response = json(
             {"error": message, "code": _HTTP_CODES.get(exc.status, "HTTP_ERROR")}, exc.status
         )
+        if "Allow" in exc.headers:  # 405 says which methods the path takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json(INTERNAL, 500)

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import orjson
 from aiohttp import web
-from pydantic import AliasChoices, BaseModel, StringConstraints, TypeAdapter
+from pydantic import AliasChoices, BaseModel, StringConstraints, TypeAdapter, ValidationError
 
+from flovyn_server.api.errors import invalid
 from flovyn_server.domain import InvalidInput
 from flovyn_server.models.fields import Name, Slug, Uuid, text
 
@@ -76,10 +79,22 @@ class Operation:
         return inspect.getdoc(self.handler) or ""
 
 
+# pydantic's JSON parser takes NaN, Infinity and numbers too large for a double (1e400)
+# into JSON values such as `input`, which would then be stored as null. A body that may
+# hold one is read again by orjson, which refuses them as the JSON standard does.
+_NOT_JSON = re.compile(rb"NaN|Infinity|[eE][+]?[0-9]{3}")
+
+
 async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
     """The body parsed with `model`; 400 on malformed JSON or a bad field."""
     raw = await request.read()
-    return model.model_validate_json(raw if raw.strip() else EMPTY_BODY)
+    parsed = model.model_validate_json(raw if raw.strip() else EMPTY_BODY)
+    if _NOT_JSON.search(raw):
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    return parsed
 
 
 def parse_query(request: web.Request, model: type[BaseModel]) -> Any:
@@ -115,19 +130,8 @@ def _unwrap(annotation: Any) -> Any:
 def path_value(request: web.Request, name: str) -> Any:
     try:
         return _PATH_ADAPTERS[name].validate_python(request.match_info[name])
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{name} {request.match_info[name]!r} in the path is not valid: {_first_message(exc)}",
-            {"parameter": name},
-        ) from None
-
-
-def _first_message(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return str(first.get("msg", exc))
-    return str(exc)
+    except ValidationError as exc:
+        raise invalid(exc, where=name) from None
 
 
 class Router:

@@ -103,15 +103,16 @@ PositiveDurationMs = Annotated[int, Field(ge=1, le=MAX_DURATION_MS)]
 
 
 class Body(BaseModel):
-    """A request body: camelCase on the wire, strict types (no "7" for 7), unknown
-    fields ignored (newer clients may send more). `null` on a field with a default is
-    refused: it never skips a default or a bound."""
+    """A request body: camelCase on the wire, strict types (no "7" for 7), and no
+    unknown fields (a misspelt `qeueu` would otherwise start work on the default
+    queue without a word). `null` on a field with a default is refused: it never
+    skips a default or a bound."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         strict=True,
-        extra="ignore",
+        extra="forbid",
         allow_inf_nan=False,
         frozen=True,
     )

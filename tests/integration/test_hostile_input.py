@@ -311,3 +311,72 @@ async def test_an_overlong_url_is_one_warning_line(
     noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert noisy == []
     assert any("malformed HTTP request" in r.getMessage() for r in caplog.records)
+
+
+async def test_json_values_that_cannot_be_stored_are_refused(flovyn: Flovyn) -> None:
+    """NaN, Infinity and 1e400 are not JSON; an integer beyond 64 bits cannot be stored
+    (it would come back as another number)."""
+    f = flovyn
+    before = await f.ok("GET", "P/workflow-executions")
+    ref = await trigger(f, "ok")
+    trigger_path = "P/workflows/ok/trigger"
+    for raw in (b'{"input": NaN}', b'{"input": {"a": Infinity}}', b'{"input": [-Infinity]}',
+                b'{"input": 1e400}', b'{"input": 123456789012345678901234567890}',
+                b'{"input": {"x": -9223372036854775809}}', b'{"input": 18446744073709551616}'):  # fmt: skip
+        status, body = await f.call("POST", trigger_path, raw=raw)
+        assert_error(status, body, 400)
+    for body in (
+        {"signalName": "s", "value": 2**70},
+        {"signalName": "s", "value": {"deep": [2**64]}},
+    ):
+        await _refused(f, "POST", f"P/workflow-executions/{ref}/signal", body)
+        await _refused(f, "POST", trigger_path, {"idempotencyKey": "sws", "signal": body})
+    # The largest integers that fit, and strings that only look like the refused words.
+    fits = {"big": 2**64 - 1, "small": -(2**63), "text": "NaN Infinity 1e400"}
+    wf = await f.ok("POST", trigger_path, {"input": fits})
+    assert (await f.ok("GET", f"P/workflow-executions/{wf['workflowExecutionId']}"))[
+        "input"
+    ] == fits
+    after = await f.ok("GET", "P/workflow-executions")
+    assert after["total"] == before["total"] + 2
+    assert [e["eventType"] for e in await f.events(ref)] == ["WORKFLOW_STARTED"]
+
+
+@task(name="huge-result", retry_policy=RetryPolicy(max_attempts=1))
+async def huge_result(ctx: TaskContext, _: Any) -> int:
+    return 2**70
+
+
+@workflow(name="huge-flow")
+async def huge_flow(ctx: WorkflowContext, _: Any) -> Any:
+    return await ctx.schedule(huge_result, None)
+
+
+async def test_a_result_json_cannot_hold_fails_the_task(flovyn: Flovyn) -> None:
+    """The SDK fails the task with the reason instead of leaving it RUNNING."""
+    f = flovyn
+    async with f.worker([huge_flow], [huge_result]), f.client() as client:
+        flow = await client.start_workflow(huge_flow, None)
+        ended = await wait_status(f, flow.id, within=15)
+    assert ended["status"] == "FAILED"
+    (only,) = await f.tasks(flow.id)
+    assert only["status"] == "FAILED" and "beyond 64 bits" in only["error"], only
+
+
+async def test_errors_say_how_to_fix_the_request(flovyn: Flovyn) -> None:
+    f = flovyn
+    status, body = await f.call("GET", "P/workflow-executions/not-a-uuid")
+    assert_error(status, body, 400)
+    assert body["error"] == "id: must be a UUID (8-4-4-4-12 hexadecimal digits) (got 'not-a-uuid')"
+    assert body["details"]["errors"][0]["field"] == "id"
+    message = await _refused(f, "POST", "P/workflows/ok/trigger", {"queue": None})
+    assert message == "queue: must not be null: leave the field out for its default"
+    message = await _refused(f, "POST", "P/workflows/ok/trigger", {"qeueu": "x"})
+    assert message.startswith("qeueu: Extra inputs are not permitted"), message
+    status, body = await f.call("POST", "/api/tenants", {}, key="test-admin-key")
+    assert_error(status, body, 400)
+    assert body["error"] == "name: Field required (and 1 more: see details.errors)"
+    assert [e["field"] for e in body["details"]["errors"]] == ["name", "slug"]
+    async with f.session.delete(f"{f.url}/api/tenants") as resp:
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "POST"
