@@ -23,10 +23,10 @@ async def list_workers(request: web.Request, query: ListWorkers) -> web.Response
     return json(await engine(request).workers.list(tenant(request), query))
 
 
-@router.get(P + "/workers/{id}", answers={200: WorkerDetail})
-async def get_worker(request: web.Request, id: str) -> web.Response:
+@router.get(P + "/workers/{workerId}", answers={200: WorkerDetail})
+async def get_worker(request: web.Request, workerId: str) -> web.Response:
     """One worker with the workflow and task kinds it runs."""
-    return json(await engine(request).workers.get(tenant(request), id))
+    return json(await engine(request).workers.get(tenant(request), workerId))
 
 
 @router.get(P + "/workflow-definitions", answers={200: DefinitionList})

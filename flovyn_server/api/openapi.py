@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import TypeAdapter
-from pydantic.json_schema import JsonSchemaMode
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 import flovyn_server
 from flovyn_server.api.routing import PATH_PARAMS, Operation, Router
@@ -107,6 +107,20 @@ ERRORS = {
 }
 
 
+class _Generator(GenerateJsonSchema):
+    """Pydantic's schemas without the titles it makes of field names ("Priorityseconds"):
+    the property names say it better."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def _schema(kind: Any, mode: JsonSchemaMode) -> dict[str, Any]:
+    return TypeAdapter(kind).json_schema(
+        mode=mode, by_alias=True, ref_template=REF, schema_generator=_Generator
+    )
+
+
 class _Schemas:
     """`components/schemas`, filled one type at a time; one name means one schema."""
 
@@ -116,7 +130,7 @@ class _Schemas:
 
     def ref(self, kind: Any, mode: JsonSchemaMode) -> dict[str, Any]:
         """A reference to `kind` (a class), or its schema inline (`dict[str, Any]`...)."""
-        schema = TypeAdapter(kind).json_schema(mode=mode, by_alias=True, ref_template=REF)
+        schema = _schema(kind, mode)
         for name, sub in schema.pop("$defs", {}).items():
             self.add(name, sub, None)
         if not isinstance(kind, type) or "$ref" in schema:
@@ -167,7 +181,7 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
         )
     if op.query is None:
         return params
-    model = TypeAdapter(op.query).json_schema(mode="validation", by_alias=True, ref_template=REF)
+    model = _schema(op.query, "validation")
     for sub_name, sub in model.pop("$defs", {}).items():
         schemas.add(sub_name, sub, None)
     required = set(model.get("required", ()))

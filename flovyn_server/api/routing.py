@@ -37,8 +37,9 @@ Handler = Callable[..., Awaitable[web.StreamResponse]]
 # Every path variable, with its type: one meaning per name on every route.
 PATH_PARAMS: dict[str, tuple[Any, str]] = {
     "slug": (Slug, "The tenant's slug."),
-    "id": (Uuid, "The execution's (or worker's) id."),
+    "id": (Uuid, "The workflow execution's id."),
     "taskId": (Uuid, "The task execution's id."),
+    "workerId": (Uuid, "The worker's id, as its registration answered."),
     "kind": (Name, "The workflow or task kind."),
     "identifier": (
         Annotated[str, text(1024, min_length=1)],

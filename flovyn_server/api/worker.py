@@ -205,7 +205,7 @@ async def fail_activation(request: web.Request, id: str, body: FailActivation) -
 
 
 @router.post(
-    W + "/tasks/{id}/complete",
+    W + "/tasks/{taskId}/complete",
     answers={200: CompleteAnswer},
     errors=(409,),
     examples={
@@ -216,27 +216,27 @@ async def fail_activation(request: web.Request, id: str, body: FailActivation) -
         }
     },
 )
-async def complete_task(request: web.Request, id: str, body: CompleteTask) -> web.Response:
+async def complete_task(request: web.Request, taskId: str, body: CompleteTask) -> web.Response:
     """End the running attempt with its output; 409 STALE_ATTEMPT if it is not running."""
-    return json(await engine(request).tasks.complete(tenant(request), id, body))
+    return json(await engine(request).tasks.complete(tenant(request), taskId, body))
 
 
-@router.post(W + "/tasks/{id}/fail", answers={200: FailAnswer}, errors=(409,))
-async def fail_task(request: web.Request, id: str, body: FailTask) -> web.Response:
+@router.post(W + "/tasks/{taskId}/fail", answers={200: FailAnswer}, errors=(409,))
+async def fail_task(request: web.Request, taskId: str, body: FailTask) -> web.Response:
     """End the running attempt as failed: PENDING with retryAt when a retry is due."""
-    return json(await engine(request).tasks.fail(tenant(request), id, body))
+    return json(await engine(request).tasks.fail(tenant(request), taskId, body))
 
 
-@router.post(W + "/tasks/{id}/progress", answers={200: CancelledAnswer}, errors=(409,))
-async def report_progress(request: web.Request, id: str, body: Progress) -> web.Response:
+@router.post(W + "/tasks/{taskId}/progress", answers={200: CancelledAnswer}, errors=(409,))
+async def report_progress(request: web.Request, taskId: str, body: Progress) -> web.Response:
     """Record the attempt's progress (0..1); the answer says whether to stop."""
-    return json(await engine(request).tasks.progress(tenant(request), id, body))
+    return json(await engine(request).tasks.progress(tenant(request), taskId, body))
 
 
-@router.post(W + "/tasks/{id}/heartbeat", answers={200: CancelledAnswer}, errors=(409,))
-async def task_heartbeat(request: web.Request, id: str, body: AttemptRef) -> web.Response:
+@router.post(W + "/tasks/{taskId}/heartbeat", answers={200: CancelledAnswer}, errors=(409,))
+async def task_heartbeat(request: web.Request, taskId: str, body: AttemptRef) -> web.Response:
     """The attempt is alive; the answer says whether its cancellation was requested."""
-    return json(await engine(request).tasks.heartbeat(tenant(request), id, body))
+    return json(await engine(request).tasks.heartbeat(tenant(request), taskId, body))
 
 
 _OPERATION = TypeAdapter[BatchOperation](BatchOperation)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NotRequired
+from typing import Annotated, Any, NotRequired
 
 from pydantic import Field
 from typing_extensions import TypedDict
@@ -15,16 +15,29 @@ MAX_OFFSET = 10**9
 class ErrorBody(TypedDict):
     """Every 4xx and 5xx answer."""
 
-    error: str
-    code: str
-    details: NotRequired[dict[str, Any]]
+    error: Annotated[str, Field(description="What went wrong, for a person.")]
+    code: Annotated[
+        str,
+        Field(
+            description="What went wrong, for a program: BAD_REQUEST, UNAUTHORIZED, "
+            "FORBIDDEN, NOT_FOUND, CONFLICT, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, "
+            "INTERNAL, or a specific conflict: SLUG_TAKEN, STALE_ACTIVATION, "
+            "STALE_ATTEMPT, ID_CONFLICT, NOT_FAILED, WORKFLOW_TERMINAL."
+        ),
+    ]
+    details: NotRequired[
+        Annotated[
+            dict[str, Any],
+            Field(description="For bad input, `errors`: each problem with its `field`."),
+        ]
+    ]
 
 
 class Paging(Query):
     """`limit` (1..1000) and `offset`; lists answer with `total`, `limit` and `offset`."""
 
-    limit: int = Field(50, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    limit: int = Field(50, ge=1, le=1000, description="Items per page.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Items to skip.")
 
 
 class OpenApiDocument(TypedDict):

@@ -8,6 +8,7 @@ from pydantic import BeforeValidator
 from typing_extensions import TypedDict
 
 from flovyn_server.models.common import Paging
+from flovyn_server.models.fields import Id, Time
 from flovyn_server.models.workflows import _upper
 
 WorkerType = Literal["WORKFLOW", "TASK", "UNIFIED"]
@@ -20,7 +21,7 @@ class ListWorkers(Paging):
 
 
 class WorkerInfo(TypedDict):
-    id: str
+    id: Id
     name: str
     type: WorkerType
     status: WorkerStatus
@@ -28,8 +29,8 @@ class WorkerInfo(TypedDict):
     hostName: str | None
     processId: int | None
     queues: list[str]
-    lastHeartbeatAt: str
-    registeredAt: str
+    lastHeartbeatAt: Time
+    registeredAt: Time
 
 
 class WorkerList(TypedDict):
@@ -57,8 +58,8 @@ class Definition(TypedDict):
     workerCount: int
     inputSchema: dict[str, Any] | None
     outputSchema: dict[str, Any] | None
-    firstSeenAt: str
-    lastRegisteredAt: str
+    firstSeenAt: Time
+    lastRegisteredAt: Time
     # workflow kinds
     timeoutSeconds: NotRequired[int | None]
     cancellable: NotRequired[bool]

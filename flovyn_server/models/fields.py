@@ -93,6 +93,10 @@ StringMap = Annotated[
 # Any JSON value; a string is stored as text as it is, so it is bounded like ErrorText.
 TextOrJson = Annotated[Any, AfterValidator(_text_if_string)]
 
+# In answers: an RFC 3339 UTC time with milliseconds, and a UUID.
+Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+Id = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+
 # An RFC 3339 time that is stored (a log line's timestamp).
 StoredTime = Annotated[datetime, AfterValidator(_stored_time)]
 

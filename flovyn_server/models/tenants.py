@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from flovyn_server.models.fields import Body, Name, Slug
+from flovyn_server.models.fields import Body, Id, Name, Slug, Time
 
 Tier = Literal["FREE", "PRO", "ENTERPRISE"]
 
@@ -24,27 +24,27 @@ class CreateCredential(Body):
 
 
 class TenantAnswer(TypedDict):
-    id: str
+    id: Id
     name: str
     slug: str
     tier: Tier
     region: str | None
-    createdAt: str
+    createdAt: Time
 
 
 class ApiKeyAnswer(TypedDict):
     """A new API key: `key` is shown this once and stored hashed."""
 
-    id: str
+    id: Id
     key: str
     displayName: str
-    createdAt: str
+    createdAt: Time
 
 
 class WorkerTokenAnswer(TypedDict):
     """A new worker token: `token` is shown this once and stored hashed."""
 
-    id: str
+    id: Id
     token: str
     displayName: str
-    createdAt: str
+    createdAt: Time

@@ -15,6 +15,7 @@ from flovyn_server.models.fields import (
     Body,
     DurationMs,
     ErrorText,
+    Id,
     IdempotencyKey,
     Int32,
     LongText,
@@ -293,7 +294,7 @@ class AppendLogs(Body):
 
 
 class Registered(TypedDict):
-    workerId: str
+    workerId: Id
     heartbeatIntervalMs: int
     livenessTimeoutMs: int
 
@@ -303,13 +304,13 @@ class WorkerStatusAnswer(TypedDict):
 
 
 class Activation(TypedDict):
-    workflowExecutionId: str
+    workflowExecutionId: Id
     activationId: int
     kind: str
     queue: str
     input: Any
     retryAttempts: int
-    parentWorkflowExecutionId: str | None
+    parentWorkflowExecutionId: Id | None
     events: list[HistoryEvent]
 
 
@@ -320,11 +321,11 @@ class ActivationList(TypedDict):
 class TaskItem(TypedDict):
     """A task as a worker runs it: its attempt number is the one to answer with."""
 
-    taskExecutionId: str
+    taskExecutionId: Id
     kind: str
     input: Any
     attempt: int
-    workflowExecutionId: str | None
+    workflowExecutionId: Id | None
     queue: str
     timeoutMs: int | None
 

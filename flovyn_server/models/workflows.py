@@ -14,6 +14,7 @@ from flovyn_server.models.fields import (
     INT32_MAX,
     AttemptNumber,
     Body,
+    Id,
     IdempotencyKey,
     Name,
     Query,
@@ -21,6 +22,7 @@ from flovyn_server.models.fields import (
     ShortText,
     StringMap,
     TextOrJson,
+    Time,
     Ttl,
     Uuid,
 )
@@ -36,14 +38,30 @@ class StartSignal(Body):
 
 
 class TriggerWorkflow(Body):
-    input: Any = Field(default_factory=dict, examples=[{"orderId": "o-1", "amount": 10}])
-    queue: Queue = "default"
-    priority_seconds: int = Field(0, ge=-86_400, le=86_400)
+    input: Any = Field(
+        default_factory=dict,
+        examples=[{"orderId": "o-1", "amount": 10}],
+        description="The workflow's input: any JSON value.",
+    )
+    queue: Queue = Field("default", description="The queue whose workers run it.")
+    priority_seconds: int = Field(
+        0,
+        ge=-86_400,
+        le=86_400,
+        description="Moves it earlier (positive) or later in its queue's claim order.",
+    )
     version: Name | None = None
-    idempotency_key: IdempotencyKey | None = Field(None, examples=["order-o-1"])
-    idempotency_key_ttl: Ttl = Field("24h", alias="idempotencyKeyTTL")
-    metadata: StringMap | None = None
-    signal: StartSignal | None = None
+    idempotency_key: IdempotencyKey | None = Field(
+        None,
+        examples=["order-o-1"],
+        description="A second trigger with this key within its TTL answers the first "
+        "execution (200) unless that one failed.",
+    )
+    idempotency_key_ttl: Ttl = Field(
+        "24h", alias="idempotencyKeyTTL", description="How long the key holds: 30s to 30d."
+    )
+    metadata: StringMap | None = Field(None, description="Strings kept with the execution.")
+    signal: StartSignal | None = Field(None, description="Signal-with-start: needs idempotencyKey.")
 
 
 def _upper_list(value: Any) -> Any:
@@ -66,13 +84,21 @@ def _upper(value: Any) -> Any:
 
 
 class ListWorkflows(Paging):
-    status: Annotated[list[WorkflowStatus], BeforeValidator(_upper_list), Field(max_length=20)] = []
-    kind: Name | None = None
-    queue: Queue | None = None
-    parent_id: Uuid | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    limit: int = Field(20, ge=1, le=1000)
+    status: Annotated[
+        list[WorkflowStatus],
+        BeforeValidator(_upper_list),
+        Field(
+            max_length=20,
+            description="Repeatable, or a comma list; any case. CANCELLING matches executions "
+            "whose cancellation is not finished.",
+        ),
+    ] = []
+    kind: Name | None = Field(None, description="Only this workflow kind.")
+    queue: Queue | None = Field(None, description="Only this queue.")
+    parent_id: Uuid | None = Field(None, description="Only the children of this execution.")
+    created_after: datetime | None = Field(None, description="RFC 3339; exclusive.")
+    created_before: datetime | None = Field(None, description="RFC 3339; exclusive.")
+    limit: int = Field(20, ge=1, le=1000, description="Items per page.")
 
 
 class EventsQuery(Query):
@@ -82,18 +108,21 @@ class EventsQuery(Query):
         le=INT32_MAX,
         validation_alias=AliasChoices("since_sequence", "sinceSequence"),
         serialization_alias="since_sequence",
+        description="Events after this sequence (exclusive); also `sinceSequence`.",
     )
-    limit: int = Field(1000, ge=1, le=10_000)
+    limit: int = Field(1000, ge=1, le=10_000, description="Events at most.")
 
 
 class LogsQuery(Query):
     """`level` is a minimum: WARN gives WARN and ERROR."""
 
-    level: Annotated[LogLevel, BeforeValidator(_upper)] | None = None
-    search: ShortText | None = None
-    attempt: AttemptNumber | None = None
-    limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    level: Annotated[LogLevel, BeforeValidator(_upper)] | None = Field(
+        None, description="A minimum, any case: WARN gives WARN and ERROR."
+    )
+    search: ShortText | None = Field(None, description="A substring, any case.")
+    attempt: AttemptNumber | None = Field(None, description="Only this attempt.")
+    limit: int = Field(100, ge=1, le=1000, description="Lines per page.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Lines to skip.")
 
 
 class CancelWorkflow(Body):
@@ -127,10 +156,10 @@ class Links(TypedDict):
 
 
 class TriggerAnswer(TypedDict):
-    workflowExecutionId: str
+    workflowExecutionId: Id
     status: WorkflowStatus
     kind: str
-    createdAt: str
+    createdAt: Time
     idempotencyKeyUsed: bool
     idempotencyKeyNew: bool
     links: Links
@@ -138,19 +167,19 @@ class TriggerAnswer(TypedDict):
 
 
 class WorkflowSummary(TypedDict):
-    id: str
+    id: Id
     kind: str
     queue: str
     status: WorkflowStatus
     error: str | None
-    parentWorkflowExecutionId: str | None
-    workerId: str | None
+    parentWorkflowExecutionId: Id | None
+    workerId: Id | None
     retryAttempts: int
     currentSequence: int
-    createdAt: str
-    startedAt: str | None
-    completedAt: str | None
-    updatedAt: str
+    createdAt: Time
+    startedAt: Time | None
+    completedAt: Time | None
+    updatedAt: Time
 
 
 class WorkflowList(TypedDict):
@@ -161,8 +190,8 @@ class WorkflowList(TypedDict):
 
 
 class Workflow(TypedDict):
-    id: str
-    tenantId: str
+    id: Id
+    tenantId: Id
     kind: str
     queue: str
     status: WorkflowStatus
@@ -171,21 +200,21 @@ class Workflow(TypedDict):
     error: str | None
     currentSequence: int
     workflowVersion: str | None
-    parentWorkflowExecutionId: str | None
+    parentWorkflowExecutionId: Id | None
     childExecutionName: str | None
-    workerId: str | None
+    workerId: Id | None
     retryAttempts: int
     metadata: dict[str, str]
-    createdAt: str
-    startedAt: str | None
-    completedAt: str | None
-    updatedAt: str
+    createdAt: Time
+    startedAt: Time | None
+    completedAt: Time | None
+    updatedAt: Time
 
 
 class HistoryEvent(TypedDict):
     sequence: int
     eventType: EventType
-    timestamp: str
+    timestamp: Time
     data: dict[str, Any]
 
 
@@ -198,11 +227,11 @@ AttemptStatus = Literal["RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"
 
 
 class Task(TypedDict):
-    id: str
+    id: Id
     kind: str
     status: TaskStatus
     queue: str
-    workflowExecutionId: str | None
+    workflowExecutionId: Id | None
     executionCount: int
     maxRetries: int
     progress: float | None
@@ -210,11 +239,11 @@ class Task(TypedDict):
     input: Any
     output: Any
     error: str | None
-    workerId: str | None
-    createdAt: str
-    startedAt: str | None
-    completedAt: str | None
-    retryAt: str | None
+    workerId: Id | None
+    createdAt: Time
+    startedAt: Time | None
+    completedAt: Time | None
+    retryAt: Time | None
     timeoutMs: int | None
     metadata: dict[str, str]
 
@@ -225,13 +254,13 @@ class TaskList(TypedDict):
 
 class Attempt(TypedDict):
     attempt: int
-    startedAt: str
-    finishedAt: str | None
+    startedAt: Time
+    finishedAt: Time | None
     durationMs: int | None
     status: AttemptStatus
     output: Any
     error: str | None
-    workerId: str | None
+    workerId: Id | None
 
 
 class AttemptList(TypedDict):
@@ -239,15 +268,15 @@ class AttemptList(TypedDict):
 
 
 class LogLine(TypedDict):
-    id: str
+    id: Id
     level: LogLevel
     message: str
-    timestamp: str
+    timestamp: Time
     attempt: int
 
 
 class LogPage(TypedDict):
-    taskExecutionId: str
+    taskExecutionId: Id
     logs: list[LogLine]
     total: int
     limit: int
@@ -259,12 +288,12 @@ class StateAnswer(TypedDict):
 
 
 class Child(TypedDict):
-    childWorkflowExecutionId: str
+    childWorkflowExecutionId: Id
     childExecutionName: str | None
     kind: str
     status: WorkflowStatus
-    createdAt: str
-    completedAt: str | None
+    createdAt: Time
+    completedAt: Time | None
 
 
 class ChildList(TypedDict):
@@ -277,7 +306,7 @@ class CancelAnswer(TypedDict):
 
 
 class RetryAnswer(TypedDict):
-    workflowExecutionId: str
+    workflowExecutionId: Id
     status: Literal["PENDING"]
     retryAttempt: int
     message: str
@@ -289,6 +318,6 @@ class SignalAnswer(TypedDict):
 
 
 class PromiseAnswer(TypedDict):
-    promiseId: str
+    promiseId: Id
     resolved: bool
     alreadyResolved: NotRequired[bool]

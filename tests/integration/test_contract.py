@@ -62,10 +62,10 @@ MIN_CALLS = min(5, EXAMPLES)
 NO_2XX_EXPECTED = {
     "POST /api/tenants/{slug}/worker/workflows/{id}/submit",
     "POST /api/tenants/{slug}/worker/workflows/{id}/fail-activation",
-    "POST /api/tenants/{slug}/worker/tasks/{id}/complete",
-    "POST /api/tenants/{slug}/worker/tasks/{id}/fail",
-    "POST /api/tenants/{slug}/worker/tasks/{id}/progress",
-    "POST /api/tenants/{slug}/worker/tasks/{id}/heartbeat",
+    "POST /api/tenants/{slug}/worker/tasks/{taskId}/complete",
+    "POST /api/tenants/{slug}/worker/tasks/{taskId}/fail",
+    "POST /api/tenants/{slug}/worker/tasks/{taskId}/progress",
+    "POST /api/tenants/{slug}/worker/tasks/{taskId}/heartbeat",
     "POST /api/tenants/{slug}/workflow-executions/{id}/retry",
 }
 REQUEST_TIMEOUT_S = 10.0
@@ -108,17 +108,15 @@ class Fuzzer:
         return Credentials(self.seeded.api_key, self.seeded.worker_token)
 
     def real_values(self, path: str, name: str) -> list[Any]:
-        """Values of path variable `name` (or of `id` and `taskId` together, as a pair)
-        that name something real in the seeded tenant."""
+        """Values of path variable `name` (or of `id` and `taskId` together, as a pair,
+        where a path has both) that name something real in the seeded tenant."""
         s = self.seeded
         if name == "id":
-            if "{taskId}" in path:
-                return s.task_pairs
-            if "/workers/{id}" in path:
-                return s.worker_ids
-            if "/worker/tasks/{id}" in path:
-                return s.task_ids
-            return s.execution_ids
+            return s.task_pairs if "{taskId}" in path else s.execution_ids
+        if name == "taskId":  # a worker-protocol task route (with {id} too: the pairs)
+            return s.task_ids
+        if name == "workerId":
+            return s.worker_ids
         if name == "kind":
             return s.task_kinds if "/task-definitions/" in path else s.workflow_kinds
         return {"identifier": s.promises, "asset": ASSETS}.get(name, [])
@@ -154,7 +152,8 @@ class Fuzzer:
         real: dict[str, st.SearchStrategy[Any]] = {}
         if positive:
             for name in variables:
-                if name not in ("slug", "taskId") and (values := self.real_values(path, name)):
+                paired = name == "taskId" and "{id}" in path  # drawn with id, as a pair
+                if name != "slug" and not paired and (values := self.real_values(path, name)):
                     real[name] = st.sampled_from([None, *values])
             for name, values in self.real_fields().items():
                 real["body:" + name] = st.sampled_from([None, *values])
