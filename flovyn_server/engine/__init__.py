@@ -24,6 +24,7 @@ class Engine:
         self.settings = settings
         self.hub = WakeHub()
         store.on_commit_notify(self.hub.wake)
+        store.on_resync(self.hub.wake_all)  # wake-ups were maybe missed: every waiter re-reads
         self.tenants = Tenants(store, admin_key)
         group = GroupCommit(store)
         self.workflows = Workflows(store, group)

@@ -2,7 +2,8 @@
 
 Keys name a kind of work on a queue (`wf:{tenantId}:{queue}`, `task:{tenantId}:{queue}`).
 The store calls `WakeHub.wake` after each commit (and, on PostgreSQL, when another
-process's NOTIFY arrives), so a waiting poll is answered without sleeping.
+process's NOTIFY arrives), so a waiting poll is answered without sleeping. When
+NOTIFYs may have been missed (the LISTEN connection was lost), it calls `wake_all`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class WakeHub:
     def close(self) -> None:
         """Shutting down: answer every held poll now and hold no new ones."""
         self.closed = True
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Wake every waiter, each to run its claim (or due-time) query again: the store
+        calls this when wake-ups may have been missed, and those queries re-read them."""
         for waiters in list(self._waiters.values()):
             for waiter in waiters:
                 waiter.event.set()

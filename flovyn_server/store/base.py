@@ -17,6 +17,7 @@ from typing import Any
 Row = dict[str, Any]
 _WRITTEN_TABLE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
 NotifyHook = Callable[[Iterable[str]], None]
+ResyncHook = Callable[[], None]
 
 
 class Tx(abc.ABC):
@@ -98,15 +99,26 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._hooks: list[NotifyHook] = []
+        self._resync_hooks: list[ResyncHook] = []
 
     def on_commit_notify(self, hook: NotifyHook) -> None:
         """Call `hook(keys)` after each commit that asked for wake-ups (in this process)."""
         self._hooks.append(hook)
 
+    def on_resync(self, hook: ResyncHook) -> None:
+        """Call `hook()` when wake-ups from other processes may have been missed (on
+        PostgreSQL: the LISTEN connection was lost and is back), so whatever waits for a
+        key should read again instead of waiting for its timeout."""
+        self._resync_hooks.append(hook)
+
     def _fire(self, keys: set[str]) -> None:
         if keys:
             for hook in self._hooks:
                 hook(keys)
+
+    def _resync(self) -> None:
+        for hook in self._resync_hooks:
+            hook()
 
     def _committed(self, tx: Tx) -> None:
         self._fire(tx.wakeups)
