@@ -19,14 +19,16 @@ from flovyn_server.api import (
     health,
     middleware,
     openapi,
+    streams,
     tenants,
     worker,
     workflows,
 )
-from flovyn_server.api.common import ENGINE, MAX_BODY
+from flovyn_server.api.common import ENGINE, MAX_BODY, STREAMS
 from flovyn_server.engine import Engine
 from flovyn_server.settings import Settings
 from flovyn_server.store.base import open_store
+from flovyn_server.streams.hub import StreamHub
 
 log = logging.getLogger("flovyn_server")
 
@@ -59,7 +61,9 @@ def create_app(settings: Settings) -> web.Application:
     app[MAX_BODY] = settings.max_body_bytes
     errors.quiet_bad_requests()
     # The worker protocol carries most requests: its routes are matched first.
-    routers = [m.router for m in (worker, health, tenants, workflows, control, discovery, openapi)]
+    routers = [
+        m.router for m in (worker, health, tenants, workflows, control, discovery, streams, openapi)
+    ]
     for router in routers:
         app.add_routes(router.routes)
     app[openapi.OPERATIONS] = [op for router in routers for op in router.operations]
@@ -68,6 +72,10 @@ def create_app(settings: Settings) -> web.Application:
         store = await open_store(settings.database_url, pool_size=settings.postgres_pool_size)
         eng = Engine(store, settings, load_admin_key(settings))
         app[ENGINE] = eng
+        # Store -> streams -> SSE: the hub hears the same commits the engine's polls do.
+        hub = app[STREAMS] = StreamHub(store)
+        store.on_commit_notify(hub.wake)
+        store.on_resync(hub.wake_all)
         scheduler = asyncio.create_task(eng.scheduler.run(), name="flovyn-scheduler")
         log.info("flovyn server ready (storage %s)", store.backend)
         yield
@@ -78,6 +86,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def release_polls(app: web.Application) -> None:
         app[ENGINE].hub.close()
+        app[STREAMS].close()  # open streams end; clients resume on another process
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(release_polls)

@@ -65,7 +65,19 @@ QUEUE_DEPTH = Gauge(
 )
 SSE_SUBSCRIBERS = Gauge(
     "flovyn_sse_subscribers",
-    "Open Server-Sent Event streams",
+    "Open Server-Sent Event streams by kind of stream",
+    ["stream"],
+    registry=REGISTRY,
+)
+SSE_EVENTS = Counter(
+    "flovyn_sse_events_sent_total",
+    "Events sent on Server-Sent Event streams, by kind of stream",
+    ["stream"],
+    registry=REGISTRY,
+)
+SSE_DROPPED = Counter(
+    "flovyn_sse_slow_clients_dropped_total",
+    "Streams ended because their client read too slowly (it resumes with Last-Event-ID)",
     registry=REGISTRY,
 )
 WAITING_POLLS = Gauge(

@@ -27,6 +27,9 @@ class Settings:
     heartbeat_interval_ms: int = 5_000
     max_poll_timeout_ms: int = 60_000
     postgres_pool_size: int = 10
+    # Streams: a `: keep-alive` comment this often, and the reconnect delay they suggest.
+    stream_keepalive_s: float = 15.0
+    stream_retry_ms: int = 2000
 
     @property
     def database_url(self) -> str:
@@ -57,6 +60,8 @@ class Settings:
             s.heartbeat_interval_ms = int(v)
         if v := env.get("FLOVYN_POSTGRES_POOL_SIZE"):
             s.postgres_pool_size = int(v)
+        if v := env.get("FLOVYN_STREAM_KEEPALIVE_S"):
+            s.stream_keepalive_s = float(v)
         for key, value in overrides.items():
             if value is not None:
                 if key == "data_dir":

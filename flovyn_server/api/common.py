@@ -9,8 +9,10 @@ from aiohttp import web
 from flovyn_server.engine import Engine
 from flovyn_server.engine.tenants import Principal, Tenant
 from flovyn_server.jsonio import dumps_bytes
+from flovyn_server.streams.hub import StreamHub
 
 ENGINE = web.AppKey("engine", Engine)
+STREAMS = web.AppKey("streams", StreamHub)
 MAX_BODY = web.AppKey("max_body", int)
 P = "/api/tenants/{slug}"  # the tenant prefix of the REST API and the worker protocol
 

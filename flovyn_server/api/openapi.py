@@ -28,6 +28,7 @@ from flovyn_server.models.common import ErrorBody, OpenApiDocument
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
 OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("operations", list)
 
 DESCRIPTION = """\
@@ -166,8 +167,28 @@ def _security(op: Operation) -> list[dict[str, list[str]]]:
     return []
 
 
+# What every stream takes beside its path: where to resume, and (for a browser's
+# EventSource, which cannot send headers) the API key.
+STREAM_PARAMS = [
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "Resume after this event id (the last one received).",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+    },
+    {
+        "name": "access_token",
+        "in": "query",
+        "required": False,
+        "description": "The API key, when no Authorization header can be sent.",
+        "schema": {"type": "string", "maxLength": 256},
+    },
+]
+
+
 def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = [dict(p) for p in STREAM_PARAMS] if _is_stream(op) else []
     for name in op.path_params:
         kind, description = PATH_PARAMS[name]
         params.append(
@@ -221,6 +242,10 @@ def _request_body(op: Operation, schemas: _Schemas) -> dict[str, Any] | None:
     return {"required": required, "content": {JSON: media}}
 
 
+def _is_stream(op: Operation) -> bool:
+    return op.content_type == EVENT_STREAM
+
+
 def _is_example_object(value: Any) -> bool:
     keys = {"summary", "description", "value", "externalValue"}
     return isinstance(value, dict) and "value" in value and set(value) <= keys
@@ -233,6 +258,10 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
         answer: dict[str, Any] = {"description": HTTPStatus(status).phrase}
         if status in (204, 304):
             pass
+        elif op.content_type == EVENT_STREAM and status < 300 and kind not in (None, str):
+            answer["description"] = rest or summary or answer["description"]
+            payload = schemas.ref(kind, "serialization")
+            answer["content"] = {EVENT_STREAM: {"schema": _event_schema(payload)}}
         elif op.content_type != JSON and status < 300:
             answer["description"] = rest or summary or answer["description"]
             media = op.content_type if isinstance(op.content_type, tuple) else (op.content_type,)
@@ -256,6 +285,33 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     for status in sorted(errors):
         responses.setdefault(str(status), {"$ref": f"#/components/responses/{_error_name(status)}"})
     return responses
+
+
+def _event_schema(payload: dict[str, Any]) -> dict[str, Any]:
+    """One Server-Sent Event of a stream whose `data:` is one JSON text of `payload`.
+
+    OpenAPI 3.1 has the `schema` of `text/event-stream` describe each event (3.2 names
+    it `itemSchema`), as an object of the event's fields: `event`, `id` and `data`,
+    always strings; `contentMediaType` and `contentSchema` say what `data` holds.
+    """
+    return {
+        "type": "object",
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"type": "string", "description": "The event's name: its payload's `type`."},
+            "id": {
+                "type": "string",
+                "description": "The event's id: send the last one seen as `Last-Event-ID` "
+                "to resume after it.",
+            },
+            "data": {
+                "type": "string",
+                "description": "The payload: one JSON object.",
+                "contentMediaType": JSON,
+                "contentSchema": payload,
+            },
+        },
+    }
 
 
 def _error_name(status: int) -> str:

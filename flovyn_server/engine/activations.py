@@ -222,7 +222,7 @@ class Activations:
                         reserved - len(events),
                     )
                 )
-            await insert_events(tx, workflow_id, events, sequence, now)
+            await insert_events(tx, tenant.id, workflow_id, events, sequence, now)
             if ending is not None:
                 await ended(tx, row, row["status"], output=output, error=error)
             elif row["status"] == "PENDING":

@@ -16,7 +16,7 @@ from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine import shapes
 from flovyn_server.engine.eager import Offer
 from flovyn_server.engine.shapes import ACTIVATION_COLUMNS
-from flovyn_server.engine.wake import workflow_key
+from flovyn_server.engine.wake import stream_key, workflow_key
 from flovyn_server.jsonio import dumps
 from flovyn_server.models.worker import Activation
 from flovyn_server.models.workflows import HistoryEvent
@@ -129,17 +129,21 @@ async def _append(
     )
     if row is None:
         return None
-    await insert_events(tx, workflow_id, events, int(row["current_sequence"]), now)
+    await insert_events(
+        tx, row["tenant_id"], workflow_id, events, int(row["current_sequence"]), now
+    )
     if wake and row["status"] == "PENDING":
         tx.notify(workflow_key(row["tenant_id"], row["queue"]))
     return row
 
 
 async def insert_events(
-    tx: Tx, workflow_id: str, events: Sequence[Event], last: int, now: int
+    tx: Tx, tenant_id: str, workflow_id: str, events: Sequence[Event], last: int, now: int
 ) -> None:
     """Write `events` as the sequences ending at `last`, which an UPDATE of
     `current_sequence` has just reserved (under the execution's row lock)."""
+    if events:
+        tx.notify(stream_key(tenant_id))
     first = last - len(events) + 1
     for i, (kind, data) in enumerate(events):
         tx.write(INSERT_EVENT, workflow_id, first + i, str(kind), dumps(data), now)

@@ -21,6 +21,11 @@ def task_key(tenant_id: str, queue: str) -> str:
     return f"task:{tenant_id}:{queue}"
 
 
+def stream_key(tenant_id: str) -> str:
+    """Events were appended to a workflow history of this tenant (streams re-read)."""
+    return f"ev:{tenant_id}"
+
+
 DUE_KEY = "due"  # the scheduler loop: a timer or deadline earlier than it knew of
 
 

@@ -24,7 +24,7 @@ from flovyn_server.engine.history import INSERT_EVENT, Event, append_and_resume,
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import workflow_key
+from flovyn_server.engine.wake import stream_key, workflow_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.workflows import (
     ChildList,
@@ -85,6 +85,7 @@ async def create_execution(
         now,
     )
     tx.notify(workflow_key(tenant_id, queue))
+    tx.notify(stream_key(tenant_id))
     tx.on_commit(metrics.labelled(metrics.WORKFLOWS, "triggered").inc)
     return True
 
@@ -116,7 +117,9 @@ async def finish(
         now,
         len(events),
     )
-    await insert_events(tx, row["id"], events, int(last), now)
+    await insert_events(tx, row["tenant_id"], row["id"], events, int(last), now)
+    if not events:  # the status changed all the same: streams of it end
+        tx.notify(stream_key(row["tenant_id"]))
     await ended(tx, row, status, output=output, error=error)
     return int(last)
 

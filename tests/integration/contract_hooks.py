@@ -1,7 +1,8 @@
 """Helpers of the contract fuzz (`test_contract.py`): seed data, credentials, findings.
 
 - `seed(url)` creates a tenant over REST and runs a few workflows with the SDK (a task
-  with logs, a child workflow, a promise), so that reads answer with real items;
+  with logs, a child workflow, a promise) and cancels one, so that reads answer with
+  real items and streams of ended executions replay and close;
 - `Credentials` picks the `Authorization` header each operation declares (or a missing
   or foreign one, to exercise 401/403);
 - `Findings` collects every check failure, grouped, and renders them as one report;
@@ -20,10 +21,12 @@ import aiohttp
 
 from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
+from tests.integration.helpers import wait_status
 
 SEED_WORKFLOWS = 2
 DEMO_WORKFLOWS = 2
 PROMISE = "approval"
+ENDED = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 # -- seed data ----------------------------------------------------------------------------
@@ -58,6 +61,7 @@ class Seeded:
     api_key: str
     worker_token: str
     execution_ids: list[str] = field(default_factory=list)
+    ended_ids: list[str] = field(default_factory=list)  # COMPLETED, FAILED or CANCELLED
     task_ids: list[str] = field(default_factory=list)
     task_pairs: list[tuple[str, str]] = field(default_factory=list)  # (execution, task)
     worker_ids: list[str] = field(default_factory=list)
@@ -92,6 +96,9 @@ async def _seed(url: str) -> Seeded:
             await handles[0].result(timeout=30)
         for n in range(DEMO_WORKFLOWS):  # PENDING: only the fuzz's polls may claim them
             await f.ok("POST", "P/workflows/demo/trigger", {"input": {"n": n}})
+        cancelled = await f.ok("POST", "P/workflows/contract-cancelled/trigger", {"input": {}})
+        await f.ok("POST", f"P/workflow-executions/{cancelled['workflowExecutionId']}/cancel", {})
+        await wait_status(f, cancelled["workflowExecutionId"], "CANCELLED")
         # A worker that stays registered (the SDK's unregistered on exit), for the
         # `workerId` of the worker protocol's bodies.
         registered = await f.ok(
@@ -103,6 +110,7 @@ async def _seed(url: str) -> Seeded:
 
         listed = await f.ok("GET", "P/workflow-executions", params={"limit": 100})
         seeded.execution_ids = [row["id"] for row in listed["workflows"]]
+        seeded.ended_ids = [row["id"] for row in listed["workflows"] if row["status"] in ENDED]
         for handle in handles:
             for row in await f.tasks(handle.id):
                 seeded.task_ids.append(row["id"])
@@ -119,6 +127,7 @@ async def _seed(url: str) -> Seeded:
         seeded.workflow_kinds = ["contract-seed", "contract-child", "demo"]
         seeded.task_kinds = ["contract-echo"]
         assert seeded.task_ids and seeded.worker_ids and seeded.promises, seeded
+        assert len(seeded.ended_ids) >= 2, seeded  # the completed ones and the cancelled one
         return seeded
 
 

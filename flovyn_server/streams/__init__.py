@@ -1,0 +1,1 @@
+"""Server-Sent Event streams: committed history rows, fanned out to subscribers."""
