@@ -5,7 +5,7 @@ with ``@workflow``; they receive a ``WorkflowContext`` and are replayed from the
 execution's history on every activation, so they must be deterministic. Tasks,
 decorated with ``@task``, do the side-effecting work and receive a
 ``TaskContext``. A ``Worker`` runs both against a Flovyn server; a ``Client``
-starts executions and waits for their results.
+starts executions, waits for their results and streams their histories live.
 """
 
 from ._version import __version__
@@ -26,6 +26,7 @@ from .errors import (
 )
 from .handles import ChildWorkflowHandle, PromiseHandle, TaskHandle, TimerHandle
 from .replay import ActivationResult, replay_workflow
+from .sse import StreamEvent
 from .task_context import TaskContext
 from .worker import Worker
 
@@ -41,6 +42,7 @@ __all__ = [
     "PromiseRejected",
     "PromiseTimeout",
     "RetryPolicy",
+    "StreamEvent",
     "TaskContext",
     "TaskDefinition",
     "TaskFailed",

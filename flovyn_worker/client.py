@@ -1,8 +1,10 @@
-"""``Client``: start workflows, signal them, settle promises, wait for results."""
+"""``Client``: start workflows, signal them, settle promises, wait for results, and
+follow their histories live."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any
 
@@ -11,6 +13,7 @@ from pydantic import BaseModel
 from .decorators import workflow_kind
 from .errors import WorkflowCancelled, WorkflowFailed
 from .serde import convert_output, to_jsonable
+from .sse import STREAM_READ_TIMEOUT, StreamEvent, read_stream
 from .transport import Transport, quote_segment
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -100,6 +103,17 @@ class WorkflowHandle:
                 return events
             events.extend(page)
             last = page[-1]["sequence"]
+
+    def stream(
+        self,
+        *,
+        last_event_id: str | None = None,
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The history live, then ``end``: see ``Client.stream_workflow``."""
+        return self._client.stream_workflow(
+            self.id, last_event_id=last_event_id, read_timeout=read_timeout
+        )
 
     def __repr__(self) -> str:
         return f"<WorkflowHandle {self.id}>"
@@ -207,6 +221,43 @@ class Client:
             queue=queue,
             metadata=None,
             signal=signal,
+        )
+
+    def stream_workflow(
+        self,
+        workflow_execution_id: str,
+        *,
+        last_event_id: str | None = None,
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Follow an execution's history live (``GET .../stream/workflows/{id}``).
+
+        ``async for event in client.stream_workflow(id)`` yields every history event in
+        sequence order, from the first one (or the one after ``last_event_id``), as it
+        is appended, then a last ``end`` event once the execution is COMPLETED, FAILED
+        or CANCELLED, and stops.
+
+        A dropped connection, a server that restarts (it closes its streams without
+        ``end``) and transient errors (network errors, 5xx, 429) are survived: the
+        stream reconnects, after the server's ``retry:`` hint and then with backoff,
+        from the last event it yielded, so nothing is missed or repeated. Other errors
+        raise ``FlovynApiError`` (401, 403, 404 for an unknown execution, 400).
+
+        There is no overall timeout: wrap the loop in ``asyncio.timeout`` for one. A
+        connection silent for ``read_timeout`` seconds counts as dead (a half-open TCP
+        connection never errors) and is replaced: the default, 45 s, is three of the
+        server's keep-alive intervals (15 s unless ``FLOVYN_STREAM_KEEPALIVE_S`` says
+        otherwise; keep it above that); None waits on a silent connection forever.
+        Leaving the loop closes the HTTP response once the generator is finalised (at
+        once on CPython when nothing else refers to it);
+        ``async with contextlib.aclosing(client.stream_workflow(id)) as events:`` closes
+        it deterministically, and so does cancelling the task that iterates.
+        """
+        return read_stream(
+            self._transport,
+            f"/stream/workflows/{quote_segment(workflow_execution_id)}",
+            last_event_id=last_event_id,
+            read_timeout=read_timeout,
         )
 
     async def resolve_promise(self, identifier: str, value: Any = None) -> dict[str, Any]:
