@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Workflow streams under load: many live subscribers while workflows run.
+
+For each store this starts ``flovyn server``, triggers N workflows (the benchmark's
+one-task workflow), opens one stream (``GET P/stream/workflows/{id}``) per workflow,
+and once all N are open starts W worker processes: the N streams are all held while
+the N workflows run. Every stream must end with its ``end`` event. It prints:
+
+  * delivery latency: the event's own timestamp (server clock) to its receipt by the
+    client, p50 / p99 / max, for events appended after the stream was opened (events
+    replayed on connect would measure the connect, not the delivery);
+  * the peak resident memory (RSS) of the server while the streams are open;
+  * streams that did not end, or ended with a gap or a repeat in their ids.
+
+    python3 benchmarks/streams.py                     # 1000 workflows and streams, both stores
+    python3 benchmarks/streams.py --store sqlite --workflows 200
+
+The tenant-wide feed is not served yet, so no feed subscribers are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import aiohttp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench.client import Api, Tenant, create_tenant, trigger_many, wait_healthy
+from bench.measure import percentile
+from bench.processes import (
+    Resources,
+    free_port,
+    prepare_database,
+    start_server,
+    start_workers,
+    wait_workers_ready,
+)
+from bench.worker_child import FLAG, worker_child
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SCRIPT = os.path.abspath(__file__)
+
+
+@dataclass
+class StreamRecord:
+    opened_ms: float = 0.0
+    ids: list[int] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    ended: bool = False
+    error: str | None = None
+
+
+def epoch_ms(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
+async def follow(tenant: Tenant, workflow_id: str, record: StreamRecord) -> None:
+    """Read one stream to its end, timing each event appended after it was opened."""
+    url = f"{tenant.api.base}/api/tenants/{tenant.slug}/stream/workflows/{workflow_id}"
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    try:
+        async with tenant.api.http.get(url, headers=headers) as resp:
+            if resp.status != 200:
+                record.error = f"HTTP {resp.status}"
+                return
+            record.opened_ms = time.time() * 1000
+            fields: dict[str, str] = {}
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\r\n")
+                if line and not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+                    continue
+                if "data" in fields:
+                    received = time.time() * 1000
+                    data = json.loads(fields["data"])
+                    if fields.get("event") == "end":
+                        record.ended = True
+                        return
+                    record.ids.append(int(fields["id"]))
+                    sent = epoch_ms(data["timestamp"])
+                    if sent >= record.opened_ms:
+                        record.latencies_ms.append(received - sent)
+                fields = {}
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        record.error = type(exc).__name__
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def run_store(store: str, args: argparse.Namespace, res: Resources) -> list[str]:
+    tmp = res.temp_dir(prefix=f"flovyn-streams-{store}-")
+    db = await prepare_database(res, store, tmp, args.postgres_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    admin_key = "bench-admin-" + secrets.token_hex(16)
+    server = start_server(res, store, tmp, port, db.url, admin_key, None)
+    print(f"\n== {store}: server pid {server.proc.pid} on {base} ({db.label})", flush=True)
+    connector = aiohttp.TCPConnector(limit=args.workflows + 64)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        api = Api(http, base)
+        await wait_healthy(api, server, 60)
+        tenant, token = await create_tenant(api, admin_key)
+        # All workflows wait for the workers, which start once every stream is open: so
+        # every stream is held while the workflows run.
+        trig = await trigger_many(tenant, args.workflows, 32)
+        if trig.errors:
+            raise RuntimeError(f"triggers failed: {dict(trig.errors)}")
+        rss0 = rss_kib(server.proc.pid)
+        peak = rss0
+        records = [StreamRecord() for _ in trig.ids]
+        readers = [
+            asyncio.create_task(follow(tenant, wf, record))
+            for wf, record in zip(trig.ids, records, strict=True)
+        ]
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 60
+        while sum(bool(r.ids) for r in records) < len(records) and loop.time() < until:
+            if all(t.done() for t in readers):
+                break
+            await asyncio.sleep(0.1)
+        opened = sum(bool(r.ids) for r in records)
+        print(f"   {opened} streams open; starting {args.workers} worker(s)", flush=True)
+        workers = start_workers(
+            res, SCRIPT, store, tmp, count=args.workers, server=base, tenant=tenant.slug,
+            token=token, max_items=args.max_items, poll_timeout=20.0,
+        )  # fmt: skip
+        await wait_workers_ready(workers, 60)
+        started = loop.time()
+        deadline = started + args.timeout
+        while not all(r.done() for r in readers) and loop.time() < deadline:
+            peak = max(peak, rss_kib(server.proc.pid))
+            await asyncio.sleep(0.2)
+        ran = loop.time() - started
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    latencies = [ms for r in records for ms in r.latencies_ms]
+    unfinished = sum(not r.ended for r in records)
+    broken = sum(r.ids != list(range(1, len(r.ids) + 1)) for r in records)
+    errors = [r.error for r in records if r.error]
+    print(f"   workflows ran in            {ran:.1f} s ({len(records) / ran:.0f}/s)")
+    print(f"   events timed                {len(latencies)}")
+    if latencies:
+        print(
+            f"   delivery latency ms         p50 {percentile(latencies, 50):.0f}   "
+            f"p99 {percentile(latencies, 99):.0f}   max {max(latencies):.0f}"
+        )
+    print(f"   server RSS                  {rss0 // 1024} MB idle, {peak // 1024} MB peak")
+    print(f"   streams without end         {unfinished}   with a gap or repeat: {broken}")
+    problems = []
+    if unfinished or broken or errors:
+        problems.append(f"{unfinished} unfinished, {broken} broken, errors {errors[:5]}")
+    return problems
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--workflows", type=int, default=1000, help="workflows, one stream each")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument(
+        "--max-items",
+        type=int,
+        default=100,
+        help="workflows and tasks each worker runs at once (lower: a lighter load)",
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for all to end")
+    p.add_argument("--postgres-url", default=os.environ.get("FLOVYN_BENCH_PG_URL", DEFAULT_PG_URL))
+    return p.parse_args(argv)
+
+
+async def amain(args: argparse.Namespace, res: Resources) -> int:
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    failed = False
+    for store in stores:
+        try:
+            problems = await run_store(store, args, res)
+        except Exception as exc:
+            problems = [str(exc)]
+        finally:
+            await res.acleanup()
+        for problem in problems:
+            print(f"   PROBLEM: {problem}", file=sys.stderr)
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [FLAG]:
+        return worker_child(argv[1:])
+    res = Resources()
+    try:
+        return asyncio.run(amain(parse_args(argv), res))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        res.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
