@@ -8,6 +8,7 @@ Crash tests that need a separate server process use `tests/serverproc.py` instea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import uuid
@@ -22,7 +23,9 @@ from aiohttp import web
 
 from flovyn_server.app import create_app
 from flovyn_server.settings import Settings
+from flovyn_server.store.base import Store, open_store
 from flovyn_worker import Client, Worker
+from tests.serverproc import ServerProcess
 
 ADMIN_KEY = "test-admin-key"
 
@@ -155,3 +158,30 @@ async def flovyn(server_settings: Settings) -> AsyncIterator[Flovyn]:
             yield f
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """The store alone (migrated), for tests of the storage layer and what sits on it."""
+    opened = await open_store(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def server(database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    """`flovyn server` in a process of its own, to kill and restart."""
+    # Liveness well above a restart, so that a test is about the server, not worker timeouts.
+    proc = ServerProcess(
+        database_url,
+        tmp_path / "server",
+        admin_key=ADMIN_KEY,
+        env_extra={"FLOVYN_LIVENESS_TIMEOUT_MS": "20000", "FLOVYN_HEARTBEAT_INTERVAL_MS": "500"},
+    )
+    await asyncio.to_thread(proc.start)
+    try:
+        yield proc
+    finally:
+        await asyncio.to_thread(proc.stop)

@@ -6,16 +6,14 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from flovyn_worker import TaskContext, WorkflowContext, task, workflow
 from tests.integration import crash_worker
-from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
+from tests.integration.conftest import Flovyn, new_tenant
 from tests.integration.helpers import (
     ONE_TASK_HISTORY,
     assert_gapless,
@@ -100,22 +98,6 @@ async def add_one(ctx: TaskContext, n: int) -> int:
 async def add_two(ctx: WorkflowContext, n: int) -> int:
     once = await ctx.schedule(add_one, n)
     return int(await ctx.schedule(add_one, once))
-
-
-@pytest.fixture
-async def server(database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    # Liveness well above a restart, so this test is about the server, not worker timeouts.
-    proc = ServerProcess(
-        database_url,
-        tmp_path / "server",
-        admin_key=ADMIN_KEY,
-        env_extra={"FLOVYN_LIVENESS_TIMEOUT_MS": "20000", "FLOVYN_HEARTBEAT_INTERVAL_MS": "500"},
-    )
-    await asyncio.to_thread(proc.start)
-    try:
-        yield proc
-    finally:
-        await asyncio.to_thread(proc.stop)
 
 
 async def test_server_killed_with_work_in_flight_loses_and_doubles_nothing(

@@ -215,21 +215,6 @@ async def _all(events: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
 # --- a real server process, restarted in the middle of a stream (both stores) --------------
 
 
-@pytest.fixture
-async def server(database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    proc = ServerProcess(
-        database_url,
-        tmp_path / "server",
-        admin_key=ADMIN_KEY,
-        env_extra={"FLOVYN_LIVENESS_TIMEOUT_MS": "20000", "FLOVYN_HEARTBEAT_INTERVAL_MS": "500"},
-    )
-    await asyncio.to_thread(proc.start)
-    try:
-        yield proc
-    finally:
-        await asyncio.to_thread(proc.stop)
-
-
 async def test_stream_survives_server_restarts(
     server: ServerProcess, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,27 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from flovyn_server import metrics
 from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine.history import append_events
 from flovyn_server.engine.wake import stream_key
 from flovyn_server.engine.workflows import create_execution
-from flovyn_server.store.base import Store, open_store
+from flovyn_server.store.base import Store
 from flovyn_server.streams.hub import StreamHub, Subscription, Update
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(database_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _tenant(store: Store) -> str:
