@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -15,6 +15,25 @@ ENGINE = web.AppKey("engine", Engine)
 STREAMS = web.AppKey("streams", StreamHub)
 MAX_BODY = web.AppKey("max_body", int)
 P = "/api/tenants/{slug}"  # the tenant prefix of the REST API and the worker protocol
+
+
+Credential = Literal["admin", "api", "worker"]
+
+
+def credential_for(route: str) -> Credential | None:
+    """Which credential a route (its canonical path) takes: the admin key manages
+    tenants, worker tokens reach the worker protocol, API keys (or the admin key) the
+    rest of a tenant's routes; health, metrics and docs take none."""
+    if not route.startswith("/api/tenants"):
+        return None
+    if route == "/api/tenants":
+        return "admin"
+    return "worker" if route.startswith(P + "/worker/") else "api"
+
+
+def is_stream(route: str) -> bool:
+    """Whether a route (its canonical path) is a Server-Sent Event stream."""
+    return "/stream/" in route
 
 
 def engine(request: web.Request) -> Engine:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from flovyn_server import metrics
-from flovyn_server.api.common import engine
+from flovyn_server.api.common import credential_for, engine, is_stream
 from flovyn_server.domain import Forbidden, Unauthenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -20,10 +20,11 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     protocol, the admin key everything but the worker protocol."""
     route = request.match_info.route.resource
     canonical = route.canonical if route is not None else ""
-    if not canonical.startswith("/api/tenants") or canonical.startswith("/api/docs"):
+    needed = credential_for(canonical)
+    if needed is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")
-    if not header and "/stream/" in canonical and "access_token" in request.query:
+    if not header and is_stream(canonical) and "access_token" in request.query:
         # A browser's EventSource cannot send headers. (Never logged: no access log,
         # and errors name the path without its query.)
         header = "Bearer " + request.query["access_token"]
@@ -33,13 +34,12 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if who is None:
         raise Unauthenticated("unknown or revoked key")
     request["principal"] = who
-    slug = request.match_info.get("slug")
-    worker_route = canonical.startswith("/api/tenants/{slug}/worker/")
-    if slug is None:  # /api/tenants: managing tenants is for the admin
+    if needed == "admin":
         if who.role != "admin":
             raise Forbidden("only the admin key manages tenants")
         return await handler(request)
-    if worker_route != (who.role == "worker"):
+    slug = request.match_info["slug"]
+    if (needed == "worker") != (who.role == "worker"):
         raise Forbidden(
             "worker tokens reach only the worker protocol; API keys only the REST API"
             if who.role != "admin"
@@ -63,7 +63,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         metrics.labelled(metrics.REQUESTS, request.method, name, str(status)).inc()
-        if "/stream/" not in name:  # a stream lasts as long as its client: not a latency
+        if not is_stream(name):  # a stream lasts as long as its client: not a latency
             metrics.labelled(metrics.REQUEST_SECONDS, request.method, name).observe(
                 time.perf_counter() - start
             )

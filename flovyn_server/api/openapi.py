@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 import flovyn_server
+from flovyn_server.api.common import credential_for
 from flovyn_server.api.routing import PATH_PARAMS, Operation, Router
 from flovyn_server.jsonio import dumps_bytes
 from flovyn_server.models.common import ErrorBody, OpenApiDocument
@@ -158,11 +159,12 @@ def _split_doc(doc: str) -> tuple[str, str]:
 
 
 def _security(op: Operation) -> list[dict[str, list[str]]]:
-    if op.path.startswith("/api/tenants/{slug}/worker/"):
+    needed = credential_for(op.path)  # the auth middleware's own rule
+    if needed == "worker":
         return [{"workerToken": []}]
-    if op.method == "POST" and op.path == "/api/tenants":
+    if needed == "admin":
         return [{"adminKey": []}]
-    if op.path.startswith("/api/tenants"):
+    if needed == "api":
         return [{"apiKey": []}, {"adminKey": []}]
     return []
 

@@ -21,7 +21,6 @@ from flovyn_server import metrics
 from flovyn_server.api.common import STREAMS, P, engine, tenant
 from flovyn_server.api.routing import Router
 from flovyn_server.domain import InvalidInput, iso, now_ms
-from flovyn_server.engine import shapes
 from flovyn_server.jsonio import dumps
 from flovyn_server.models.fields import INT32_MAX
 from flovyn_server.models.workflows import EndStatus, HistoryEvent, StreamEnd, StreamHistoryEvent
@@ -104,6 +103,7 @@ async def stream_workflow(request: web.Request, id: str) -> web.StreamResponse:
 
 async def _relay(request: web.Request, response: Stream, sub: Subscription, sent: int) -> None:
     """Send the backlog, then each update the hub hands over, until the end."""
+    workflows, t = engine(request).workflows, tenant(request)
     request.app[STREAMS].refresh(sub.tenant_id)  # the first read: backlog and status
     while True:
         update = await sub.queue.get()
@@ -111,12 +111,16 @@ async def _relay(request: web.Request, response: Stream, sub: Subscription, sent
             return
         events = [e for e in update.events if e["sequence"] > sent]
         if events and events[0]["sequence"] > sent + 1:
-            # The hub read from its own position; what lies between is in the table.
-            events = await _history(request, sub.execution_id, sent, events[0]["sequence"]) + events
+            # The hub read from its own position; what lies between is in the history.
+            gap = events[0]["sequence"] - sent - 1
+            events = (await workflows.events(t, sub.execution_id, sent, gap))["events"] + events
         for event in events:
             await _send(response, sub.execution_id, event)
             sent = event["sequence"]
-        if update.terminal and not await _more_after(request, sub.execution_id, sent):
+        if (
+            update.terminal
+            and (await workflows.row(t, sub.execution_id))["current_sequence"] <= sent
+        ):
             end: StreamEnd = {
                 "workflowExecutionId": sub.execution_id,
                 "type": "end",
@@ -125,29 +129,6 @@ async def _relay(request: web.Request, response: Stream, sub: Subscription, sent
             }
             await response.send(dumps(end), id=str(sent), event="end")
             return
-
-
-async def _history(
-    request: web.Request, execution_id: str, after: int, before: int
-) -> list[HistoryEvent]:
-    async with engine(request).store.read() as tx:
-        rows = await tx.fetch(
-            "SELECT sequence, event_type, data, created_at FROM workflow_events "
-            "WHERE workflow_execution_id = $1 AND sequence > $2 AND sequence < $3 "
-            "ORDER BY sequence",
-            execution_id,
-            after,
-            before,
-        )
-    return [shapes.event(r) for r in rows]
-
-
-async def _more_after(request: web.Request, execution_id: str, sent: int) -> bool:
-    async with engine(request).store.read() as tx:
-        last = await tx.fetchval(
-            "SELECT current_sequence FROM workflow_executions WHERE id = $1", execution_id
-        )
-    return last is not None and int(last) > sent
 
 
 async def _send(response: Stream, execution_id: str, event: HistoryEvent) -> None:

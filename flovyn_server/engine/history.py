@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flovyn_server.domain import EventType, now_ms
+from flovyn_server.domain import EventType, WorkflowStatus, now_ms
 from flovyn_server.engine import shapes
 from flovyn_server.engine.eager import Offer
 from flovyn_server.engine.shapes import ACTIVATION_COLUMNS
@@ -90,6 +90,42 @@ async def load_histories(tx: Tx, ids: list[str]) -> dict[str, list[HistoryEvent]
     ):
         history[e["workflow_execution_id"]].append(shapes.event(e))
     return history
+
+
+HISTORIES_CHUNK = 500  # executions in one statement (two parameters each)
+
+
+async def histories_after(
+    tx: Tx, after: dict[str, int], limit: int
+) -> tuple[dict[str, tuple[WorkflowStatus, list[HistoryEvent]]], bool]:
+    """For many executions at once (a stream fan-out): each one's status and its events
+    after the sequence in `after`, in order; and whether `limit` rows per statement cut
+    the answer short (the rest is for the next read)."""
+    found: dict[str, tuple[WorkflowStatus, list[HistoryEvent]]] = {}
+    full = False
+    items = list(after.items())
+    for start in range(0, len(items), HISTORIES_CHUNK):
+        chunk = items[start : start + HISTORIES_CHUNK]
+        values = ", ".join(
+            f"(CAST(${2 * i + 1} AS TEXT), CAST(${2 * i + 2} AS BIGINT))" for i in range(len(chunk))
+        )
+        rows = await tx.fetch(
+            f"WITH s(id, after) AS (VALUES {values}) "
+            "SELECT w.id AS execution_id, w.status, w.cancel_requested, e.sequence, "
+            "e.event_type, e.data, e.created_at FROM s "
+            "JOIN workflow_executions w ON w.id = s.id "
+            "LEFT JOIN workflow_events e ON e.workflow_execution_id = s.id "
+            f"AND e.sequence > s.after ORDER BY w.id, e.sequence LIMIT {int(limit) + 1}",
+            *(v for pair in chunk for v in pair),
+        )
+        full = full or len(rows) > limit
+        for row in rows[:limit]:
+            entry = found.get(row["execution_id"])
+            if entry is None:
+                entry = found[row["execution_id"]] = (shapes.workflow_status(row), [])
+            if row["sequence"] is not None:
+                entry[1].append(shapes.event(row))
+    return found, full
 
 
 async def _append(

@@ -32,6 +32,7 @@ from flovyn_server.models.worker import (
     FailTask,
     LogsAccepted,
     Progress,
+    RetryPolicy,
     ScheduleTask,
     TaskItem,
 )
@@ -72,10 +73,10 @@ async def insert_task(
     """
     task_id, kind, timeout_ms = spec.task_execution_id, spec.kind, spec.timeout_ms
     queue = spec.queue or default_queue
-    policy = spec.retry_policy
-    initial = DEFAULT_INITIAL_MS if policy is None else policy.initial_interval_ms
-    coefficient = DEFAULT_COEFFICIENT if policy is None else policy.backoff_coefficient
-    maximum = DEFAULT_MAX_MS if policy is None else policy.max_interval_ms
+    policy = spec.retry_policy or RetryPolicy()
+    initial = policy.initial_interval_ms
+    coefficient = policy.backoff_coefficient
+    maximum = policy.max_interval_ms
     inserted = await tx.execute(
         "INSERT INTO task_executions (id, tenant_id, workflow_execution_id, kind, queue, status, "
         "input, max_retries, retry_initial_ms, retry_coefficient, retry_max_ms, timeout_ms, "
@@ -95,7 +96,7 @@ async def insert_task(
         DEFAULT_MAX_MS if maximum is None else maximum,
         timeout_ms,
         dumps(spec.metadata or {}),
-        None,
+        None,  # idempotency_key: only standalone tasks have one
         now,
         "RUNNING" if run_by else "PENDING",
         run_by,

@@ -8,16 +8,15 @@ from pydantic import BeforeValidator
 from typing_extensions import TypedDict
 
 from flovyn_server.models.common import Paging
-from flovyn_server.models.fields import Id, Time
-from flovyn_server.models.workflows import _upper
+from flovyn_server.models.fields import Id, Time, upper
 
 WorkerType = Literal["WORKFLOW", "TASK", "UNIFIED"]
 WorkerStatus = Literal["ONLINE", "OFFLINE"]
 
 
 class ListWorkers(Paging):
-    type: Annotated[WorkerType, BeforeValidator(_upper)] | None = None
-    status: Annotated[WorkerStatus, BeforeValidator(_upper)] | None = None
+    type: Annotated[WorkerType, BeforeValidator(upper)] | None = None
+    status: Annotated[WorkerStatus, BeforeValidator(upper)] | None = None
 
 
 class WorkerInfo(TypedDict):

@@ -13,8 +13,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 from pydantic.alias_generators import to_camel
+
+from flovyn_server.domain import LogLevel
 
 INT32_MAX = 2**31 - 1
 # Durations are added to "now" in epoch milliseconds and stored as BIGINT: ten years
@@ -92,6 +101,22 @@ StringMap = Annotated[
 
 # Any JSON value; a string is stored as text as it is, so it is bounded like ErrorText.
 TextOrJson = Annotated[Any, AfterValidator(_text_if_string)]
+
+
+def upper(value: Any) -> Any:
+    """A name in any case (query parameters: `status=pending`)."""
+    return value.upper() if isinstance(value, str) else value
+
+
+def _level(value: Any) -> Any:
+    """A log level in any case; WARNING (Python's name) is WARN."""
+    if isinstance(value, str):
+        value = value.upper()
+        return "WARN" if value == "WARNING" else value
+    return value
+
+
+Level = Annotated[LogLevel, BeforeValidator(_level)]
 
 # In answers: an RFC 3339 UTC time with milliseconds, and a UUID.
 Time = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

@@ -18,6 +18,7 @@ from flovyn_server.models.fields import (
     Id,
     IdempotencyKey,
     Int32,
+    Level,
     LongText,
     Name,
     PositiveDurationMs,
@@ -36,9 +37,9 @@ from flovyn_server.models.workflows import HistoryEvent
 class RetryPolicy(Body):
     """Backoff between attempts; a field left out (or null) takes its default."""
 
-    max_attempts: int | None = Field(None, ge=1, le=101)
+    max_attempts: int | None = Field(default=None, ge=1, le=101)
     initial_interval_ms: DurationMs | None = None
-    backoff_coefficient: float | None = Field(None, ge=1.0, le=100.0)
+    backoff_coefficient: float | None = Field(default=None, ge=1.0, le=100.0)
     max_interval_ms: DurationMs | None = None
 
 
@@ -274,16 +275,9 @@ class Batch(Body):
 class LogEntry(Body):
     task_execution_id: Uuid
     attempt: AttemptNumber = 1
-    level: Annotated[LogLevel, BeforeValidator(lambda v: _log_level(v))] = LogLevel.INFO
+    level: Level = LogLevel.INFO
     message: LongText
     timestamp: StoredTime | None = None
-
-
-def _log_level(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.upper()
-        return LogLevel("WARN") if value == "WARNING" else value
-    return value
 
 
 class AppendLogs(Body):

@@ -16,6 +16,7 @@ from flovyn_server.models.fields import (
     Body,
     Id,
     IdempotencyKey,
+    Level,
     Name,
     Query,
     Queue,
@@ -79,10 +80,6 @@ def _upper_list(value: Any) -> Any:
     return value
 
 
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
 class ListWorkflows(Paging):
     status: Annotated[
         list[WorkflowStatus],
@@ -116,9 +113,7 @@ class EventsQuery(Query):
 class LogsQuery(Query):
     """`level` is a minimum: WARN gives WARN and ERROR."""
 
-    level: Annotated[LogLevel, BeforeValidator(_upper)] | None = Field(
-        None, description="A minimum, any case: WARN gives WARN and ERROR."
-    )
+    level: Level | None = Field(None, description="A minimum, any case: WARN gives WARN and ERROR.")
     search: ShortText | None = Field(None, description="A substring, any case.")
     attempt: AttemptNumber | None = Field(None, description="Only this attempt.")
     limit: int = Field(100, ge=1, le=1000, description="Lines per page.")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from flovyn_server import metrics
 from flovyn_server.domain import TERMINAL_WORKFLOW
-from flovyn_server.engine import shapes
+from flovyn_server.engine.history import histories_after
 from flovyn_server.models.workflows import HistoryEvent
 from flovyn_server.store.base import Store
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ev:"
 READ_LIMIT = 10_000  # events in one fan-out read; more are read by the next one
-CHUNK = 500  # subscriptions in one query (two parameters each)
 
 
 @dataclass(frozen=True)
@@ -102,18 +101,16 @@ class StreamHub:
             if key.startswith(KEY_PREFIX):
                 tenant_id = key[len(KEY_PREFIX) :]
                 if tenant_id in self._subs:
-                    self._read_soon(tenant_id)
+                    self.refresh(tenant_id)
 
     def wake_all(self) -> None:
         """Wake-ups may have been missed (a lost LISTEN connection): read every tenant."""
         for tenant_id in list(self._subs):
-            self._read_soon(tenant_id)
+            self.refresh(tenant_id)
 
     def refresh(self, tenant_id: str) -> None:
-        """Read the tenant's subscriptions soon (a new one wants its backlog)."""
-        self._read_soon(tenant_id)
-
-    def _read_soon(self, tenant_id: str) -> None:
+        """Read the tenant's subscriptions soon (after a commit, or for a new one's
+        backlog); a read already running is followed by one more."""
         if self.closed:
             return
         if tenant_id in self._readers:
@@ -145,42 +142,17 @@ class StreamHub:
         after: dict[str, int] = {}
         for sub in subs:
             after[sub.execution_id] = min(after.get(sub.execution_id, sub.seen), sub.seen)
-        found: dict[str, Update] = {}
-        full = False
-        items = list(after.items())
         async with self.store.read() as tx:
-            for start in range(0, len(items), CHUNK):
-                chunk = items[start : start + CHUNK]
-                values = ", ".join(
-                    f"(CAST(${2 * i + 1} AS TEXT), CAST(${2 * i + 2} AS BIGINT))"
-                    for i in range(len(chunk))
-                )
-                args = [v for pair in chunk for v in pair]
-                rows = await tx.fetch(
-                    f"WITH s(id, after) AS (VALUES {values}) "
-                    "SELECT w.id AS execution_id, w.status, w.cancel_requested, e.sequence, "
-                    "e.event_type, e.data, e.created_at FROM s "
-                    "JOIN workflow_executions w ON w.id = s.id "
-                    "LEFT JOIN workflow_events e ON e.workflow_execution_id = s.id "
-                    "AND e.sequence > s.after "
-                    f"ORDER BY w.id, e.sequence LIMIT {READ_LIMIT + 1}",
-                    *args,
-                )
-                full = full or len(rows) > READ_LIMIT
-                for row in rows[:READ_LIMIT]:
-                    update = found.setdefault(
-                        row["execution_id"], Update([], shapes.workflow_status(row))
-                    )
-                    if row["sequence"] is not None:
-                        update.events.append(shapes.event(row))
+            found, full = await histories_after(tx, after, READ_LIMIT)
         for sub in subs:
             if (read := found.get(sub.execution_id)) is None:
                 continue
-            events = [e for e in read.events if e["sequence"] > sub.seen]
+            status, history = read
+            events = [e for e in history if e["sequence"] > sub.seen]
             if events:
                 sub.seen = events[-1]["sequence"]
-            if events or read.terminal:
-                _offer(sub, Update(events, read.status))
+            if events or status in TERMINAL_WORKFLOW:
+                _offer(sub, Update(events, status))
         return full
 
 
