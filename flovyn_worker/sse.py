@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from .serde import loads
-from .transport import Backoff, Transport, _api_error, is_transient
+from .transport import Backoff, Transport, api_error, is_transient
 
 log = logging.getLogger("flovyn_worker.sse")
 
@@ -185,12 +185,12 @@ async def _open(
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
     url = f"{transport.server_url}{transport.prefix}{path}"
-    response = await transport._get_session().get(url, headers=headers, timeout=limits)
+    response = await transport.session().get(url, headers=headers, timeout=limits)
     try:
         if response.status >= 400:
-            raise _api_error(response.status, await response.read())
+            raise api_error(response.status, await response.read())
         if response.content_type != "text/event-stream":
-            raise _api_error(
+            raise api_error(
                 response.status,
                 f"expected a text/event-stream, got {response.content_type}".encode(),
             )

@@ -46,7 +46,8 @@ class Backoff:
         self._current = self.initial
 
 
-def _api_error(status: int, raw: bytes) -> FlovynApiError:
+def api_error(status: int, raw: bytes) -> FlovynApiError:
+    """The SDK's error for a non-2xx answer, from the server's JSON error body."""
     try:
         body = loads(raw) if raw else {}
     except ValueError:
@@ -80,7 +81,8 @@ class Transport:
             self._headers["Authorization"] = f"Bearer {token}"
         self._session: aiohttp.ClientSession | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The one HTTP session (opened on first use), shared by requests and streams."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers=self._headers)
         return self._session
@@ -113,13 +115,13 @@ class Transport:
         url = f"{self.server_url}{self.prefix}{path}"
         data = None if body is _NO_BODY else dumps(body)
         client_timeout = aiohttp.ClientTimeout(total=timeout or self.default_timeout)
-        async with self._get_session().request(
+        async with self.session().request(
             method, url, data=data, params=params, timeout=client_timeout
         ) as response:
             raw = await response.read()
             status = response.status
         if status >= 400:
-            raise _api_error(status, raw)
+            raise api_error(status, raw)
         return status, (loads(raw) if raw else None)
 
     async def close(self) -> None:
