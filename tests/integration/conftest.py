@@ -131,17 +131,23 @@ async def new_tenant(f: Flovyn, slug: str | None = None) -> tuple[str, str, str]
     return slug, key, token
 
 
+def settings_for(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """The tests' server settings (short liveness windows), with `overrides`."""
+    values: dict[str, Any] = {
+        "port": _free_port(),
+        "data_dir": tmp_path / "data",
+        "database": database_url,
+        "admin_key": ADMIN_KEY,
+        "liveness_timeout_ms": 3000,
+        "heartbeat_interval_ms": 500,
+    }
+    return Settings(**{**values, **overrides})
+
+
 @pytest.fixture
 def server_settings(database_url: str, tmp_path: Path) -> Settings:
-    """Override in a test module to change liveness windows and the like."""
-    return Settings(
-        port=_free_port(),
-        data_dir=tmp_path / "data",
-        database=database_url,
-        admin_key=ADMIN_KEY,
-        liveness_timeout_ms=3000,
-        heartbeat_interval_ms=500,
-    )
+    """Override in a test module (with `settings_for`) to change a setting."""
+    return settings_for(database_url, tmp_path)
 
 
 @pytest.fixture

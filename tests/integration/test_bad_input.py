@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from flovyn_server.settings import Settings
-from tests.conftest import find_free_port
-from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
+from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant, settings_for
 from tests.integration.helpers import assert_error, execution, trigger
 
 MAX_BODY = 4096
@@ -18,11 +17,7 @@ MAX_BODY = 4096
 
 @pytest.fixture
 def server_settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        port=find_free_port(), data_dir=tmp_path / "data", database=database_url,
-        admin_key=ADMIN_KEY, liveness_timeout_ms=3000, heartbeat_interval_ms=500,
-        max_body_bytes=MAX_BODY,
-    )  # fmt: skip
+    return settings_for(database_url, tmp_path, max_body_bytes=MAX_BODY)
 
 
 async def _snapshot(f: Flovyn, ref: str) -> dict[str, Any]:

@@ -17,8 +17,7 @@ import pytest
 from flovyn_server.metrics import REGISTRY
 from flovyn_server.settings import Settings
 from flovyn_worker import Client, FlovynApiError, StreamEvent, WorkflowContext, workflow
-from tests.conftest import find_free_port
-from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
+from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant, settings_for
 from tests.integration.helpers import assert_gapless, eventually, wait_status
 from tests.serverproc import ServerProcess
 
@@ -28,11 +27,7 @@ WITHIN = 20.0  # every wait is bounded
 
 @pytest.fixture
 def server_settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        port=find_free_port(), data_dir=tmp_path / "data", database=database_url,
-        admin_key=ADMIN_KEY, liveness_timeout_ms=3000, heartbeat_interval_ms=500,
-        stream_keepalive_s=KEEPALIVE_S,
-    )  # fmt: skip
+    return settings_for(database_url, tmp_path, stream_keepalive_s=KEEPALIVE_S)
 
 
 @workflow(name="stream-client-signals")

@@ -14,8 +14,7 @@ import pytest
 
 from flovyn_server.settings import Settings
 from flovyn_worker import WorkflowContext, workflow
-from tests.conftest import find_free_port
-from tests.integration.conftest import ADMIN_KEY, Flovyn, new_tenant
+from tests.integration.conftest import Flovyn, new_tenant, settings_for
 from tests.integration.helpers import assert_error, trigger, wait_status
 
 KEEPALIVE_S = 0.3
@@ -23,11 +22,7 @@ KEEPALIVE_S = 0.3
 
 @pytest.fixture
 def server_settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        port=find_free_port(), data_dir=tmp_path / "data", database=database_url,
-        admin_key=ADMIN_KEY, liveness_timeout_ms=3000, heartbeat_interval_ms=500,
-        stream_keepalive_s=KEEPALIVE_S,
-    )  # fmt: skip
+    return settings_for(database_url, tmp_path, stream_keepalive_s=KEEPALIVE_S)
 
 
 @dataclass
