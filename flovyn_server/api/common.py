@@ -33,7 +33,7 @@ def credential_for(route: str) -> Credential | None:
 
 def is_stream(route: str) -> bool:
     """Whether a route (its canonical path) is a Server-Sent Event stream."""
-    return "/stream/" in route
+    return "/stream/" in route or route.endswith("/stream")
 
 
 def engine(request: web.Request) -> Engine:

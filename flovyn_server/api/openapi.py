@@ -171,13 +171,14 @@ def _security(op: Operation) -> list[dict[str, list[str]]]:
 
 # What every stream takes beside its path: where to resume, and (for a browser's
 # EventSource, which cannot send headers) the API key.
+LAST_EVENT_ID = "^[0-9]{1,19}(-[0-9a-zA-Z_.-]{1,64})?$"  # a position, and for the feed an id
 STREAM_PARAMS = [
     {
         "name": "Last-Event-ID",
         "in": "header",
         "required": False,
         "description": "Resume after this event id (the last one received).",
-        "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+        "schema": {"type": "string", "pattern": LAST_EVENT_ID, "maxLength": 80},
     },
     {
         "name": "access_token",

@@ -1,16 +1,20 @@
-"""Server-Sent Event streams of workflow histories.
+"""Server-Sent Event streams: workflow, consolidated, task and tenant feed.
 
-Each event is one history event: `event:` its type, `id:` its sequence, `data:` one
-JSON object `{workflowExecutionId, type, timestamp, sequence, data}`. The stream
-replays the history from the start (or after `Last-Event-ID`), goes on live, and ends
-once the execution is COMPLETED, FAILED or CANCELLED and every event has been sent,
-with a last `end` event (`{workflowExecutionId, type: "end", status, timestamp}`) so
-that a client knows not to reconnect.
+`event:` is the event name, `data:` one JSON object, `id:` the event's stream position
+(see "Stream positions" in store/base.py): a number that grows along every stream (on
+the tenant feed, `<position>-<execution id>`, since one change may mark many
+executions). A client that reconnects with `Last-Event-ID` gets exactly what it
+missed. Workflow, consolidated and task streams replay from the first event without
+it, and end once the execution is COMPLETED, FAILED or CANCELLED and all it wrote was
+sent, with a last `end` event (`{workflowExecutionId, type: "end", status,
+timestamp}`) so that a client knows not to reconnect. The feed starts at the present
+without it and never ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import cast
 
@@ -19,14 +23,25 @@ from aiohttp_sse import EventSourceResponse
 
 from flovyn_server import metrics
 from flovyn_server.api.common import STREAMS, P, engine, tenant
+from flovyn_server.api.openapi import LAST_EVENT_ID
 from flovyn_server.api.routing import Router
 from flovyn_server.domain import InvalidInput, iso, now_ms
+from flovyn_server.engine.stream_reads import Item
 from flovyn_server.jsonio import dumps
-from flovyn_server.models.fields import INT32_MAX
-from flovyn_server.models.workflows import EndStatus, HistoryEvent, StreamEnd, StreamHistoryEvent
-from flovyn_server.streams.hub import Subscription
+from flovyn_server.models.streams import (
+    EndStatus,
+    StreamEnd,
+    StreamFeedEvent,
+    StreamHistoryEvent,
+    StreamTaskData,
+    StreamTaskEvent,
+)
+from flovyn_server.streams.hub import Kind
+from flovyn_server.streams.relay import Relay
 
 router = Router("Streams")
+_LAST_EVENT_ID = re.compile(LAST_EVENT_ID)
+_NO_TIE = (Kind.WORKFLOW, Kind.CONSOLIDATED, Kind.TASKS, Kind.TASK)
 
 
 class Stream(EventSourceResponse):
@@ -56,44 +71,48 @@ class Stream(EventSourceResponse):
             self._gone()
 
 
-def _last_event_id(request: web.Request) -> int:
+def _last_event_id(request: web.Request, kind: Kind) -> tuple[int, str] | None:
     raw = request.headers.get("Last-Event-ID", "").strip()
     if not raw:
-        return 0
-    if not raw.isdigit() or int(raw) > INT32_MAX:
+        return None
+    match = _LAST_EVENT_ID.match(raw) if len(raw) <= 80 else None
+    pos, _, tie = raw.partition("-")
+    if match is None or int(pos) >= 1 << 63 or (tie and kind in _NO_TIE):
         raise InvalidInput(f"Last-Event-ID {raw[:40]!r} is not an event id of this stream")
-    return int(raw)
+    return int(pos), tie
 
 
-@router.get(
-    P + "/stream/workflows/{id}",
-    answers={200: StreamHistoryEvent | StreamEnd},
-    content_type="text/event-stream",
-)
-async def stream_workflow(request: web.Request, id: str) -> web.StreamResponse:
-    """A live stream of the execution's history (Server-Sent Events).
-
-    Every event of the history as it is appended: replayed from the first, or from
-    after `Last-Event-ID`, then live. `event:` is the event type, `id:` its sequence,
-    `data:` `{workflowExecutionId, type, timestamp, sequence, data}`. Once the execution
-    is COMPLETED, FAILED or CANCELLED and everything is sent, a last `end` event
-    (`data: {workflowExecutionId, type: "end", status, timestamp}`) and the stream
-    closes. A `: keep-alive` comment goes out every 15 s by default
-    (`FLOVYN_STREAM_KEEPALIVE_S`). A browser's EventSource, which cannot send headers,
-    may pass the API key as `?access_token=`.
-    """
+async def _serve(
+    request: web.Request, kind: Kind, scope: str, execution_id: str | None
+) -> web.StreamResponse:
+    """Run one stream: subscribe, relay, end (see the module)."""
     eng = engine(request)
     t = tenant(request)
-    after = _last_event_id(request)
-    await eng.workflows.row(t, id)  # 404 before any event
+    after = _last_event_id(request, kind)
+    if execution_id is not None:
+        await eng.workflows.row(t, execution_id)  # 404 before any event
     hub = request.app[STREAMS]
-    sub = hub.subscribe(t.id, id, after)  # before the first read: nothing is missed
+    sub = hub.subscribe(t.id, kind, scope)  # before the first read: nothing is missed
     response = Stream(gone=lambda: hub.end(sub), ping_interval=eng.settings.stream_keepalive_s)
+
+    async def send(item: Item) -> None:
+        await response.send(dumps(item.payload), id=item.id, event=item.name)
+        metrics.labelled(metrics.SSE_EVENTS, kind.value).inc()
+
+    relay = Relay(eng.store, hub, sub, send, ends_with=execution_id)
     try:
         await response.prepare(request)
         async with response:  # stops the keep-alives when the stream ends
             await response.write(f"retry: {eng.settings.stream_retry_ms}\n\n".encode())
-            await _relay(request, response, sub, after)
+            status = await relay.run(after)
+            if status is not None and execution_id is not None:
+                end: StreamEnd = {
+                    "workflowExecutionId": execution_id,
+                    "type": "end",
+                    "status": cast(EndStatus, status),  # terminal: the relay checked
+                    "timestamp": iso(now_ms()),
+                }
+                await response.send(dumps(end), id=relay.last_id, event="end")
     except ConnectionResetError:
         pass  # the client went away
     finally:
@@ -101,43 +120,70 @@ async def stream_workflow(request: web.Request, id: str) -> web.StreamResponse:
     return response
 
 
-async def _relay(request: web.Request, response: Stream, sub: Subscription, sent: int) -> None:
-    """Send the backlog, then each update the hub hands over, until the end."""
-    workflows, t = engine(request).workflows, tenant(request)
-    request.app[STREAMS].refresh(sub.tenant_id)  # the first read: backlog and status
-    while True:
-        update = await sub.queue.get()
-        if update is None:  # shutting down, or dropped for reading too slowly
-            return
-        events = [e for e in update.events if e["sequence"] > sent]
-        if events and events[0]["sequence"] > sent + 1:
-            # The hub read from its own position; what lies between is in the history.
-            gap = events[0]["sequence"] - sent - 1
-            events = (await workflows.events(t, sub.execution_id, sent, gap))["events"] + events
-        for event in events:
-            await _send(response, sub.execution_id, event)
-            sent = event["sequence"]
-        if (
-            update.terminal
-            and (await workflows.row(t, sub.execution_id))["current_sequence"] <= sent
-        ):
-            end: StreamEnd = {
-                "workflowExecutionId": sub.execution_id,
-                "type": "end",
-                "status": cast(EndStatus, update.status),  # terminal: checked above
-                "timestamp": iso(now_ms()),
-            }
-            await response.send(dumps(end), id=str(sent), event="end")
-            return
+@router.get(
+    P + "/stream/workflows/{id}",
+    answers={200: StreamHistoryEvent | StreamTaskData | StreamEnd},
+    content_type="text/event-stream",
+)
+async def stream_workflow(request: web.Request, id: str) -> web.StreamResponse:
+    """A live stream of the execution's history (Server-Sent Events).
+
+    Every event of the history as it is appended (`event:` its type, `data:`
+    `{workflowExecutionId, type, timestamp, sequence, data}`), and what its tasks
+    report as they run: `task_progress` (`{taskExecutionId, attempt, progress,
+    details}`) and `task_stream` (stream data: `{taskExecutionId, attempt, streamType,
+    data}`). Replayed from the first, or from after `Last-Event-ID`, then live; a last
+    `end` event once the execution has ended. `id:` is the event's position. A
+    `: keep-alive` comment goes out every 15 s by default (`FLOVYN_STREAM_KEEPALIVE_S`).
+    A browser's EventSource, which cannot send headers, may pass the API key as
+    `?access_token=`.
+    """
+    return await _serve(request, Kind.WORKFLOW, id, id)
 
 
-async def _send(response: Stream, execution_id: str, event: HistoryEvent) -> None:
-    payload: StreamHistoryEvent = {
-        "workflowExecutionId": execution_id,
-        "type": event["eventType"],
-        "timestamp": event["timestamp"],
-        "sequence": event["sequence"],
-        "data": event["data"],
-    }
-    await response.send(dumps(payload), id=str(event["sequence"]), event=event["eventType"])
-    metrics.labelled(metrics.SSE_EVENTS, "workflow").inc()
+@router.get(
+    P + "/stream/workflows/{id}/consolidated",
+    answers={200: StreamHistoryEvent | StreamTaskData | StreamEnd},
+    content_type="text/event-stream",
+)
+async def stream_consolidated(request: web.Request, id: str) -> web.StreamResponse:
+    """The workflow stream of the execution and all its descendants (children,
+    grandchildren, ...), in one order; each event names its `workflowExecutionId`.
+    Ends after the root's end. Otherwise as `GET .../stream/workflows/{id}`."""
+    return await _serve(request, Kind.CONSOLIDATED, id, id)
+
+
+@router.get(
+    P + "/workflow-executions/{id}/tasks/stream",
+    answers={200: StreamTaskEvent | StreamEnd},
+    content_type="text/event-stream",
+)
+async def stream_tasks(request: web.Request, id: str) -> web.StreamResponse:
+    """A live stream of the execution's tasks (Server-Sent Events).
+
+    `task_created`, `task_started`, `task_progress`, `task_log`, `task_completed`,
+    `task_failed`, `task_retry` and `task_cancelled`, each with the task as it was after
+    the change: `{workflowExecutionId, taskExecutionId, type, timestamp, kind, status,
+    attempt}`, and by event `workerId`, `error`, `output`, `retryAt`, `progress`, or the
+    log line's `level` and `message`. Replayed from the first, or from after
+    `Last-Event-ID`, then live; a last `end` event once the execution has ended.
+    """
+    return await _serve(request, Kind.TASKS, id, id)
+
+
+@router.get(
+    P + "/stream/workflows",
+    answers={200: StreamFeedEvent},
+    content_type="text/event-stream",
+)
+async def stream_feed(request: web.Request) -> web.StreamResponse:
+    """The tenant's executions as they change, for dashboards (Server-Sent Events).
+
+    `workflow_created` for an execution the client has not seen yet, then
+    `workflow_status` on each change of its status, each with the execution's summary
+    (`{workflowExecutionId, type, timestamp, workflow}`). The summary is the execution
+    as of the read: changes that follow each other quickly may fold into one event.
+    Starts at the present; with `Last-Event-ID`, from after that event. Never ends.
+    """
+    t = tenant(request)
+    return await _serve(request, Kind.FEED, t.id, None)

@@ -16,7 +16,7 @@ from flovyn_server.domain import (
 )
 from flovyn_server.engine import claims, eager, shapes
 from flovyn_server.engine.group_commit import GroupCommit
-from flovyn_server.engine.history import Event, insert_events, load_histories
+from flovyn_server.engine.history import Event, insert_events, load_histories, reserve_positions
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.tasks import insert_task
 from flovyn_server.engine.tenants import Tenant
@@ -125,6 +125,7 @@ class Activations:
         reserve `reserved` sequences; NotFound or Conflict if it does not."""
         worker_id, activation = req.worker_id, req.activation_id
         online = "" if handover is None else f", {claims.worker_online('$3', '$2')} AS online"
+        positions, first = reserve_positions(tx, reserved, 10)
         row = await tx.fetchrow(
             "UPDATE workflow_executions SET status = CASE WHEN $5 = 'SUSPENDED' THEN "
             "CASE WHEN resume_requested = 1 THEN 'PENDING' ELSE 'WAITING' END ELSE $5 END, "
@@ -132,10 +133,11 @@ class Activations:
             "error = CASE WHEN $5 = 'SUSPENDED' THEN error ELSE $7 END, "
             "completed_at = CASE WHEN $5 = 'SUSPENDED' THEN completed_at ELSE $8 END, "
             "resume_requested = 0, worker_id = NULL, "
-            "current_sequence = current_sequence + $9, updated_at = $8 "
+            "current_sequence = current_sequence + $9, updated_at = $8, "
+            f"{positions} "
             "WHERE id = $1 AND tenant_id = $2 AND status = 'RUNNING' AND worker_id = $3 "
             "AND activation_id = $4 RETURNING id, tenant_id, kind, queue, status, parent_id, "
-            f"child_name, current_sequence{online}",
+            f"child_name, current_sequence, stream_pos{online}",
             workflow_id,
             tenant.id,
             worker_id,
@@ -145,12 +147,14 @@ class Activations:
             error,
             now,
             reserved,
+            first,
         )
         if row is None:
             await self._held(tx, tenant, workflow_id, worker_id, activation)  # NotFound or Conflict
             raise stale_activation(activation, workflow_id)
         if handover is not None:
             handover.online = bool(row["online"])
+        tx.feed(tenant.id, workflow_id)
         return row
 
     async def submit(self, tenant: Tenant, workflow_id: str, req: Submit) -> SubmitAnswer:
@@ -222,7 +226,16 @@ class Activations:
                         reserved - len(events),
                     )
                 )
-            await insert_events(tx, tenant.id, workflow_id, events, sequence, now)
+            await insert_events(
+                tx,
+                tenant.id,
+                workflow_id,
+                events,
+                sequence,
+                now,
+                int(row["stream_pos"]),
+                reserved,
+            )
             if ending is not None:
                 await ended(tx, row, row["status"], output=output, error=error)
             elif row["status"] == "PENDING":

@@ -46,11 +46,13 @@ async def claim(
     `assign` adds to the SET list and `due` to the pick's WHERE; in both, `$1` is the
     worker, `$2` now. The picked ids are joined (`UPDATE ... FROM (...) AS picked`):
     with `id IN (...)` the planner may hash-join against a scan of the whole table on
-    every claim.
+    every claim. A claim is not a change the tenant feed reports: it is the hottest
+    transaction there is, a feed row in it cost a few percent of throughput, and the
+    RUNNING it makes lasts one activation (the submit that ends it is reported).
     """
     marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
     args: list[Any] = [worker_id, now, tenant_id, queue, limit, *kinds]
-    return await tx.fetch(
+    rows = await tx.fetch(
         f"UPDATE {table} SET status = 'RUNNING', worker_id = $1, updated_at = $2, {assign} "
         f"FROM (SELECT id AS picked_id FROM {table} WHERE tenant_id = $3 AND queue = $4 "
         f"AND status = 'PENDING' AND kind IN ({marks}){due} ORDER BY {order} LIMIT $5 "
@@ -58,3 +60,4 @@ async def claim(
         f"WHERE EXISTS {worker_online('$1', '$3')} AND id = picked_id RETURNING {returning}",
         *args,
     )
+    return rows

@@ -62,11 +62,16 @@ async def cancel_execution(
         (EventType.CANCELLATION_REQUESTED, {"reason": reason, "requestedBy": requested_by})
     ]
     pending = await tx.fetch(
-        "UPDATE task_executions SET status = 'CANCELLED', completed_at = $2, updated_at = $2 "
-        "WHERE workflow_execution_id = $1 AND status = 'PENDING' RETURNING id",
+        "SELECT id FROM task_executions WHERE workflow_execution_id = $1 AND status = 'PENDING' "
+        "ORDER BY created_at, id FOR UPDATE",
         row["id"],
-        now,
     )
+    if pending:  # one statement a task: each task_cancelled has its own stream position
+        await tx.executemany(
+            "UPDATE task_executions SET status = 'CANCELLED', completed_at = $2, updated_at = $2, "
+            f"cancelled_pos = {tx.pos_sql(3)} WHERE id = $1 AND status = 'PENDING'",
+            [(t["id"], now, tx.next_pos()) for t in pending],
+        )
     events += [(EventType.TASK_CANCELLED, {"taskExecutionId": t["id"]}) for t in pending]
     await tx.execute(
         "UPDATE task_executions SET cancel_requested = 1, updated_at = $2 "
@@ -104,6 +109,7 @@ async def cancel_execution(
         )
         return "CANCELLED", cancelled_children
     await tx.execute("UPDATE workflow_executions SET cancel_requested = 1 WHERE id = $1", row["id"])
+    tx.feed(row["tenant_id"], row["id"])
     await resume(tx, row["id"], now)
     return "CANCELLING", cancelled_children
 
@@ -146,6 +152,7 @@ class Control:
                 attempt,
                 now,
             )
+            tx.feed(tenant.id, row["id"])
             tx.notify(workflow_key(tenant.id, row["queue"]))
         return {
             "workflowExecutionId": row["id"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flovyn_server.domain import EventType, WorkflowStatus, now_ms
+from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine import shapes
 from flovyn_server.engine.eager import Offer
 from flovyn_server.engine.shapes import ACTIVATION_COLUMNS
@@ -26,8 +26,8 @@ Event = tuple[EventType, dict[str, Any]]
 
 # Deferred (`Tx.write`): a read of the history in the same transaction sends them first.
 INSERT_EVENT = (
-    "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, created_at) "
-    "VALUES ($1, $2, $3, $4, $5)"
+    "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, "
+    "created_at, pos) VALUES ($1, $2, $3, $4, $5, $6)"
 )
 
 
@@ -92,40 +92,20 @@ async def load_histories(tx: Tx, ids: list[str]) -> dict[str, list[HistoryEvent]
     return history
 
 
-HISTORIES_CHUNK = 500  # executions in one statement (two parameters each)
+def reserve_positions(tx: Tx, count: int, param: int) -> tuple[str, int]:
+    """The SET item of an UPDATE of an execution that reserves `count` stream positions
+    for the events it appends, and the value to bind to `$param`.
 
-
-async def histories_after(
-    tx: Tx, after: dict[str, int], limit: int
-) -> tuple[dict[str, tuple[WorkflowStatus, list[HistoryEvent]]], bool]:
-    """For many executions at once (a stream fan-out): each one's status and its events
-    after the sequence in `after`, in order; and whether `limit` rows per statement cut
-    the answer short (the rest is for the next read)."""
-    found: dict[str, tuple[WorkflowStatus, list[HistoryEvent]]] = {}
-    full = False
-    items = list(after.items())
-    for start in range(0, len(items), HISTORIES_CHUNK):
-        chunk = items[start : start + HISTORIES_CHUNK]
-        values = ", ".join(
-            f"(CAST(${2 * i + 1} AS TEXT), CAST(${2 * i + 2} AS BIGINT))" for i in range(len(chunk))
-        )
-        rows = await tx.fetch(
-            f"WITH s(id, after) AS (VALUES {values}) "
-            "SELECT w.id AS execution_id, w.status, w.cancel_requested, e.sequence, "
-            "e.event_type, e.data, e.created_at FROM s "
-            "JOIN workflow_executions w ON w.id = s.id "
-            "LEFT JOIN workflow_events e ON e.workflow_execution_id = s.id "
-            f"AND e.sequence > s.after ORDER BY w.id, e.sequence LIMIT {int(limit) + 1}",
-            *(v for pair in chunk for v in pair),
-        )
-        full = full or len(rows) > limit
-        for row in rows[:limit]:
-            entry = found.get(row["execution_id"])
-            if entry is None:
-                entry = found[row["execution_id"]] = (shapes.workflow_status(row), [])
-            if row["sequence"] is not None:
-                entry[1].append(shapes.event(row))
-    return found, full
+    The block is the transaction's own next positions, or, when the execution's last
+    event holds a higher one (appended by a transaction that began later but locked the
+    row first), the positions right after it: events keep their sequence order in
+    position order. The UPDATE returns `stream_pos`, the block's last position.
+    """
+    pos = tx.pos_sql(param)
+    return (
+        f"stream_pos = GREATEST({pos} + {count - 1}, stream_pos + {count})",
+        tx.next_pos(max(count, 1)),
+    )
 
 
 async def _append(
@@ -141,45 +121,63 @@ async def _append(
     # execution and says whether it is still open; the INSERT then writes the events.
     # With an offer, a WAITING execution it matches becomes RUNNING on that worker
     # instead of PENDING.
-    args: list[Any] = [workflow_id, len(events), now, 1 if wake else 0]
+    positions, first = reserve_positions(tx, len(events), 5)
+    args: list[Any] = [workflow_id, len(events), now, 1 if wake else 0, first]
     became, take = "'PENDING'", ""
     if offer is not None and wake:
-        marks = ", ".join(f"${i + 7}" for i in range(len(offer.kinds)))
-        when = f"status = 'WAITING' AND queue = $5 AND kind IN ({marks})"
+        marks = ", ".join(f"${i + 8}" for i in range(len(offer.kinds)))
+        when = f"status = 'WAITING' AND queue = $6 AND kind IN ({marks})"
         became = f"CASE WHEN {when} THEN 'RUNNING' ELSE 'PENDING' END"
         take = (
-            f"worker_id = CASE WHEN {when} THEN $6 ELSE worker_id END, "
+            f"worker_id = CASE WHEN {when} THEN $7 ELSE worker_id END, "
             f"activation_id = CASE WHEN {when} THEN activation_id + 1 ELSE activation_id END, "
         )
         args += [offer.queue, offer.worker_id, *sorted(offer.kinds)]
     row = await tx.fetchrow(
         "UPDATE workflow_executions SET current_sequence = current_sequence + $2, "
-        "updated_at = $3, status = CASE WHEN $4 = 1 AND status = 'WAITING' "
+        f"updated_at = $3, {positions}, status = CASE WHEN $4 = 1 AND status = 'WAITING' "
         f"THEN {became} ELSE status END, {take}"
         "resume_requested = CASE WHEN $4 = 1 AND status = 'RUNNING' THEN 1 "
         "ELSE resume_requested END "
         "WHERE id = $1 AND ($4 = 0 OR status NOT IN ('COMPLETED', 'CANCELLED')) "
-        f"RETURNING current_sequence, status, tenant_id, {ACTIVATION_COLUMNS}, "
+        f"RETURNING current_sequence, stream_pos, status, tenant_id, {ACTIVATION_COLUMNS}, "
         "worker_id, resume_requested",
         *args,
     )
     if row is None:
         return None
     await insert_events(
-        tx, row["tenant_id"], workflow_id, events, int(row["current_sequence"]), now
+        tx,
+        row["tenant_id"],
+        workflow_id,
+        events,
+        int(row["current_sequence"]),
+        now,
+        int(row["stream_pos"]),
     )
-    if wake and row["status"] == "PENDING":
-        tx.notify(workflow_key(row["tenant_id"], row["queue"]))
+    if wake:
+        tx.feed(row["tenant_id"], workflow_id)  # WAITING may have become PENDING
+        if row["status"] == "PENDING":
+            tx.notify(workflow_key(row["tenant_id"], row["queue"]))
     return row
 
 
 async def insert_events(
-    tx: Tx, tenant_id: str, workflow_id: str, events: Sequence[Event], last: int, now: int
+    tx: Tx,
+    tenant_id: str,
+    workflow_id: str,
+    events: Sequence[Event],
+    last: int,
+    now: int,
+    last_pos: int,
+    reserved: int | None = None,
 ) -> None:
     """Write `events` as the sequences ending at `last`, which an UPDATE of
-    `current_sequence` has just reserved (under the execution's row lock)."""
+    `current_sequence` has just reserved (under the execution's row lock), at the first
+    positions of the `reserved` (default: one per event) ending at `last_pos`."""
     if events:
         tx.notify(stream_key(tenant_id))
     first = last - len(events) + 1
+    first_pos = last_pos - (len(events) if reserved is None else reserved) + 1
     for i, (kind, data) in enumerate(events):
-        tx.write(INSERT_EVENT, workflow_id, first + i, str(kind), dumps(data), now)
+        tx.write(INSERT_EVENT, workflow_id, first + i, str(kind), dumps(data), now, first_pos + i)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
@@ -20,7 +19,7 @@ from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, append_and_resume, append_and_take
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import task_key
+from flovyn_server.engine.wake import stream_key, task_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.worker import (
     AppendLogs,
@@ -81,9 +80,9 @@ async def insert_task(
         "INSERT INTO task_executions (id, tenant_id, workflow_execution_id, kind, queue, status, "
         "input, max_retries, retry_initial_ms, retry_coefficient, retry_max_ms, timeout_ms, "
         "metadata, idempotency_key, retry_at, created_at, updated_at, worker_id, "
-        "execution_count, started_at, attempt_deadline) "
+        "execution_count, started_at, attempt_deadline, created_pos) "
         "VALUES ($1, $2, $3, $4, $5, $15, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14, "
-        "$16, $17, $18, $19) ON CONFLICT (id) DO NOTHING",
+        f"$16, $17, $18, $19, {tx.pos_sql(20)}) ON CONFLICT (id) DO NOTHING",
         task_id,
         tenant_id,
         workflow_id,
@@ -103,6 +102,7 @@ async def insert_task(
         1 if run_by else 0,
         now if run_by else None,
         now + timeout_ms if run_by and timeout_ms else None,
+        tx.next_pos(),
     )
     if not inserted:
         existing = await tx.fetchrow(
@@ -119,14 +119,9 @@ async def insert_task(
             )
         return None
     tx.on_commit(metrics.labelled(metrics.TASKS, "created").inc)
+    tx.notify(stream_key(tenant_id))
     if run_by:
-        tx.write(
-            "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, started_at) "
-            "VALUES ($1, 1, $2, 'RUNNING', $3)",
-            task_id,
-            run_by,
-            now,
-        )
+        tx.write(START_ATTEMPT.format(pos=tx.pos_sql(5)), task_id, 1, run_by, now, tx.next_pos())
     else:
         tx.notify(task_key(tenant_id, queue))
     return {
@@ -156,19 +151,25 @@ async def end_attempt(
     """
     attempt = task["execution_count"]
     cancelled = bool(task["cancel_requested"])
+    retry_at = None
+    if retryable and not cancelled and attempt <= task["max_retries"]:
+        retry_at = now + backoff_ms(
+            attempt, task["retry_initial_ms"], task["retry_coefficient"], task["retry_max_ms"]
+        )
+    # Two positions: the attempt's end, and the retry it schedules (task_retry).
     await tx.execute(
-        "UPDATE task_attempts SET status = $3, error = $4, finished_at = $5 "
-        "WHERE task_execution_id = $1 AND attempt = $2",
+        "UPDATE task_attempts SET status = $3, error = $4, finished_at = $5, retry_at = $6, "
+        f"finished_pos = {tx.pos_sql(7)} WHERE task_execution_id = $1 AND attempt = $2",
         task["id"],
         attempt,
         "CANCELLED" if cancelled else outcome,
         error,
         now,
+        retry_at,
+        tx.next_pos(2),
     )
-    if retryable and not cancelled and attempt <= task["max_retries"]:
-        retry_at = now + backoff_ms(
-            attempt, task["retry_initial_ms"], task["retry_coefficient"], task["retry_max_ms"]
-        )
+    tx.notify(stream_key(task["tenant_id"]))
+    if retry_at is not None:
         await tx.execute(
             "UPDATE task_executions SET status = 'PENDING', error = $2, worker_id = NULL, "
             "retry_at = $3, attempt_deadline = NULL, updated_at = $4 WHERE id = $1",
@@ -203,6 +204,28 @@ async def end_attempt(
     return {"status": final}
 
 
+START_ATTEMPT = (
+    "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, started_at, "
+    "started_pos) VALUES ($1, $2, $3, 'RUNNING', $4, {pos})"
+)
+
+
+async def stream_event(tx: Tx, task: Row, event: str, data: dict[str, Any], now: int) -> None:
+    """Keep what a task streams (progress, stream data) for the streams to carry."""
+    await tx.execute(
+        "INSERT INTO stream_events (pos, tenant_id, workflow_execution_id, task_execution_id, "
+        f"event, data, created_at) VALUES ({tx.pos_sql(1)}, $2, $3, $4, $5, $6, $7)",
+        tx.next_pos(),
+        task["tenant_id"],
+        task["workflow_execution_id"],
+        task["id"],
+        event,
+        dumps(data),
+        now,
+    )
+    tx.notify(stream_key(task["tenant_id"]))
+
+
 TASK_ROW = (
     "SELECT id, tenant_id, workflow_execution_id, queue, status, execution_count, max_retries, "
     "retry_initial_ms, retry_coefficient, retry_max_ms, cancel_requested, worker_id "
@@ -221,7 +244,6 @@ class Tasks:
     def __init__(self, store: Store, group: GroupCommit) -> None:
         self.store = store
         self.group = group
-        self._log_seq = 0
 
     async def claim(
         self,
@@ -252,10 +274,10 @@ class Tasks:
             )
             if rows:
                 await tx.executemany(
-                    "INSERT INTO task_attempts (task_execution_id, attempt, worker_id, status, "
-                    "started_at) VALUES ($1, $2, $3, 'RUNNING', $4)",
-                    [(r["id"], r["execution_count"], worker_id, now) for r in rows],
+                    START_ATTEMPT.format(pos=tx.pos_sql(5)),
+                    [(r["id"], r["execution_count"], worker_id, now, tx.next_pos()) for r in rows],
                 )
+                tx.notify(stream_key(tenant.id))  # task streams show them started
         return [shapes.task_item(r) for r in rows]
 
     async def next_retry_at(self, tenant: Tenant, queue: str, kinds: list[str]) -> int | None:
@@ -309,13 +331,15 @@ class Tasks:
                 await self._running(tx, tenant, task_id, attempt)  # raises NotFound or Conflict
                 raise stale(task_id, attempt)
             tx.write(
-                "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4 "
-                "WHERE task_execution_id = $1 AND attempt = $2",
+                "UPDATE task_attempts SET status = 'COMPLETED', output = $3, finished_at = $4, "
+                f"finished_pos = {tx.pos_sql(5)} WHERE task_execution_id = $1 AND attempt = $2",
                 task_id,
                 attempt,
                 dumps(output),
                 now,
+                tx.next_pos(),
             )
+            tx.notify(stream_key(tenant.id))
             wf = task["workflow_execution_id"]
             if wf:
                 events: list[Event] = [
@@ -348,6 +372,7 @@ class Tasks:
 
     async def progress(self, tenant: Tenant, task_id: str, req: Progress) -> CancelledAnswer:
         details = req.details
+        now = now_ms()
         async with self.store.transaction() as tx:
             task = await self._running(tx, tenant, task_id, req.attempt)
             await tx.execute(
@@ -356,8 +381,10 @@ class Tasks:
                 task["id"],
                 req.progress,
                 details if details is None or isinstance(details, str) else dumps(details),
-                now_ms(),
+                now,
             )
+            data = {"attempt": req.attempt, "progress": req.progress, "details": details}
+            await stream_event(tx, task, "task_progress", data, now)
         return {"cancelled": bool(task["cancel_requested"])}
 
     async def heartbeat(self, tenant: Tenant, task_id: str, req: AttemptRef) -> CancelledAnswer:
@@ -369,8 +396,6 @@ class Tasks:
         rows = []
         for entry in req.entries:
             ts_ms = now_ms() if entry.timestamp is None else epoch_ms(entry.timestamp)
-            # arrival order within one millisecond, for stable paging
-            self._log_seq = max(self._log_seq + 1, time.time_ns() // 1000)
             rows.append(
                 (
                     str(uuid.uuid4()),
@@ -380,7 +405,6 @@ class Tasks:
                     entry.level.rank,
                     entry.message,
                     ts_ms,
-                    self._log_seq,
                 )
             )
         if not rows:
@@ -395,11 +419,13 @@ class Tasks:
             )
             if len(known) != len(ids):
                 raise not_found("task execution of a log entry")
+            # seq, a line's stream position, is also its arrival order (for stable paging)
             await tx.executemany(
                 "INSERT INTO task_logs (id, task_execution_id, attempt, level, level_rank, message, "
-                "ts, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                rows,
+                f"ts, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, {tx.pos_sql(8)})",
+                [(*r, tx.next_pos()) for r in rows],
             )
+            tx.notify(stream_key(tenant.id))
         return {"accepted": len(rows)}
 
     # -- reads --

@@ -9,7 +9,7 @@ from flovyn_server.engine import shapes
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tasks import TASK_FOR_UPDATE, end_attempt
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import workflow_key
+from flovyn_server.engine.wake import stream_key, workflow_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.discovery import ListWorkers, WorkerDetail, WorkerList
 from flovyn_server.models.worker import Register, Registered, WorkerRef, WorkerStatusAnswer
@@ -173,12 +173,14 @@ async def release(tx: Tx, worker_ids: list[str], now: int, *, error: str) -> Non
     marks = ", ".join(f"${i + 2}" for i in range(len(worker_ids)))
     released = await tx.fetch(
         "UPDATE workflow_executions SET status = 'PENDING', worker_id = NULL, updated_at = $1 "
-        f"WHERE status = 'RUNNING' AND worker_id IN ({marks}) RETURNING tenant_id, queue",
+        f"WHERE status = 'RUNNING' AND worker_id IN ({marks}) RETURNING id, tenant_id, queue",
         now,
         *worker_ids,
     )
     for row in released:
         tx.notify(workflow_key(row["tenant_id"], row["queue"]))
+        tx.notify(stream_key(row["tenant_id"]))
+        tx.feed(row["tenant_id"], row["id"])
     running = await tx.fetch(
         "SELECT id FROM task_executions WHERE status = 'RUNNING' AND worker_id IN "
         f"({', '.join(f'${i + 1}' for i in range(len(worker_ids)))})",

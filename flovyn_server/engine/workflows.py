@@ -20,7 +20,13 @@ from flovyn_server.domain import (
 )
 from flovyn_server.engine import shapes
 from flovyn_server.engine.group_commit import GroupCommit
-from flovyn_server.engine.history import INSERT_EVENT, Event, append_and_resume, insert_events
+from flovyn_server.engine.history import (
+    INSERT_EVENT,
+    Event,
+    append_and_resume,
+    insert_events,
+    reserve_positions,
+)
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.paging import Filters, page
 from flovyn_server.engine.tenants import Tenant
@@ -55,12 +61,13 @@ async def create_execution(
     child_name: str | None = None,
 ) -> bool:
     """Insert a PENDING execution with its WORKFLOW_STARTED event; False if the id exists."""
-    inserted = await tx.execute(
+    pos = await tx.fetchval(
         "INSERT INTO workflow_executions (id, tenant_id, kind, queue, status, input, "
         "current_sequence, workflow_version, parent_id, child_name, metadata, idempotency_key, "
-        "available_at, created_at, updated_at) "
-        "VALUES ($1, $2, $3, $4, 'PENDING', $5, 1, $6, $7, $8, $9, $10, $11, $12, $12) "
-        "ON CONFLICT (id) DO NOTHING",
+        "available_at, created_at, updated_at, stream_pos, created_pos) "
+        "VALUES ($1, $2, $3, $4, 'PENDING', $5, 1, $6, $7, $8, $9, $10, $11, $12, $12, "
+        f"{tx.pos_sql(13)}, {tx.pos_sql(13)}) "
+        "ON CONFLICT (id) DO NOTHING RETURNING stream_pos",
         execution_id,
         tenant_id,
         kind,
@@ -73,8 +80,9 @@ async def create_execution(
         idempotency_key,
         now - priority_seconds * 1000,
         now,
+        tx.next_pos(),
     )
-    if not inserted:
+    if pos is None:
         return False
     tx.write(
         INSERT_EVENT,
@@ -83,9 +91,11 @@ async def create_execution(
         EventType.WORKFLOW_STARTED.value,
         dumps({"input": input}),
         now,
+        pos,
     )
     tx.notify(workflow_key(tenant_id, queue))
     tx.notify(stream_key(tenant_id))
+    tx.feed(tenant_id, execution_id)
     tx.on_commit(metrics.labelled(metrics.WORKFLOWS, "triggered").inc)
     return True
 
@@ -106,22 +116,30 @@ async def finish(
     fires into a COMPLETED or CANCELLED execution appends nothing, and a FAILED one
     needs it to fire if it is retried.
     """
-    last = await tx.fetchval(
+    positions, first = reserve_positions(tx, len(events), 7)
+    row_after = await tx.fetchrow(
         "UPDATE workflow_executions SET status = $2, output = $3, error = $4, completed_at = $5, "
-        "updated_at = $5, resume_requested = 0, current_sequence = current_sequence + $6 "
-        "WHERE id = $1 RETURNING current_sequence",
+        "updated_at = $5, resume_requested = 0, current_sequence = current_sequence + $6, "
+        f"{positions} "
+        "WHERE id = $1 RETURNING current_sequence, stream_pos",
         row["id"],
         status,
         None if output is None else dumps(output),
         error,
         now,
         len(events),
+        first,
     )
-    await insert_events(tx, row["tenant_id"], row["id"], events, int(last), now)
+    assert row_after is not None
+    last = int(row_after["current_sequence"])
+    await insert_events(
+        tx, row["tenant_id"], row["id"], events, last, now, int(row_after["stream_pos"])
+    )
+    tx.feed(row["tenant_id"], row["id"])
     if not events:  # the status changed all the same: streams of it end
         tx.notify(stream_key(row["tenant_id"]))
     await ended(tx, row, status, output=output, error=error)
-    return int(last)
+    return last
 
 
 async def ended(

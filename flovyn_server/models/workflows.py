@@ -217,29 +217,6 @@ class EventList(TypedDict):
     events: list[HistoryEvent]
 
 
-class StreamHistoryEvent(TypedDict):
-    """One history event on a workflow stream: `event:` is its type, `id:` its sequence."""
-
-    workflowExecutionId: Id
-    type: EventType
-    timestamp: Time
-    sequence: int
-    data: dict[str, Any]
-
-
-EndStatus = Literal["COMPLETED", "FAILED", "CANCELLED"]
-
-
-class StreamEnd(TypedDict):
-    """The last event of a workflow stream (`event: end`): the execution has ended and
-    every event of its history was sent; do not reconnect."""
-
-    workflowExecutionId: Id
-    type: Literal["end"]
-    status: EndStatus
-    timestamp: Time
-
-
 TaskStatus = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 AttemptStatus = Literal["RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"]
 

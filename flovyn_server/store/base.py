@@ -8,13 +8,28 @@ exclusive). Rules live in the engine; the store only runs SQL and reports wake-u
 from __future__ import annotations
 
 import abc
+import json
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import Any
 
 Row = dict[str, Any]
+
+# Stream positions order what the streams deliver, across tables and server processes
+# (see api/streams.py). A transaction takes them with `Tx.next_pos` and writes them with
+# `Tx.pos_sql`. On PostgreSQL a position is the transaction's id times POS_SCALE plus an
+# ordinal within it: ids are handed out in order, so a position below the oldest running
+# transaction's id (times POS_SCALE) is final, and `Tx.horizon` says where that is.
+# Each `next_pos` leaves POS_GAP spare positions behind its block, the room an
+# execution's later events take when the transaction appending them began earlier than
+# the one before (see engine/history.py). On SQLite the one writer commits in order: a
+# position is a counter, and whatever is committed is final.
+POS_SCALE = 1 << 30
+POS_GAP = 1 << 10
+POS_FINAL = 1 << 62  # above any position: the horizon when everything committed is final
 _WRITTEN_TABLE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\w+)", re.IGNORECASE)
 NotifyHook = Callable[[Iterable[str]], None]
 ResyncHook = Callable[[], None]
@@ -35,6 +50,7 @@ class Tx(abc.ABC):
         self.after_commit: list[Callable[[], object]] = []
         self._writes: dict[str, list[tuple[Any, ...]]] = {}
         self._written: set[str] = set()
+        self._feed: dict[str, set[str]] = {}  # tenant -> executions whose status changed
 
     def write(self, sql: str, *args: Any) -> None:
         """Run an INSERT, UPDATE or DELETE later, in this transaction (see the class)."""
@@ -44,8 +60,26 @@ class Tx(abc.ABC):
         self._written.add(match[1])
         self._writes.setdefault(sql, []).append(args)
 
-    async def flush(self) -> None:
-        """Send the deferred writes, in the order their kinds first came."""
+    def feed(self, tenant_id: str, execution_id: str) -> None:
+        """Show the execution on the tenant feed: its status changed (or may have).
+        The transaction writes one `feed_changes` row per tenant at the end."""
+        self._feed.setdefault(tenant_id, set()).add(execution_id)
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Send the deferred writes, in the order their kinds first came; the `final`
+        flush, before the commit, also writes the feed's rows."""
+        if final and self._feed:
+            feed, self._feed = self._feed, {}
+            now = int(time.time() * 1000)
+            for tenant_id, ids in feed.items():
+                self.write(
+                    "INSERT INTO feed_changes (tenant_id, pos, workflow_execution_ids, "
+                    f"created_at) VALUES ($1, {self.pos_sql(2)}, $3, $4)",
+                    tenant_id,
+                    self.next_pos(),
+                    json.dumps(sorted(ids)),
+                    now,
+                )
         writes, self._writes, self._written = self._writes, {}, set()
         for sql, rows in writes.items():
             await self._executemany(sql, rows)
@@ -86,6 +120,21 @@ class Tx(abc.ABC):
 
     def notify(self, key: str) -> None:
         self.wakeups.add(key)
+
+    @abc.abstractmethod
+    def next_pos(self, n: int = 1) -> int:
+        """Reserve `n` consecutive stream positions; the value to bind for `pos_sql`."""
+
+    @abc.abstractmethod
+    def pos_sql(self, param: int) -> str:
+        """SQL for the first reserved position, given the placeholder `$param` bound to
+        what `next_pos` returned (add 0..n-1 for the others)."""
+
+    @abc.abstractmethod
+    async def horizon(self) -> tuple[int, bool]:
+        """A position below which every committed row is final (no transaction can
+        commit a lower one later), and whether transactions were running then (rows
+        they wait behind may be committed above it). Read it BEFORE the rows it bounds."""
 
     def on_commit(self, callback: Callable[[], object]) -> None:
         """Call `callback` once this transaction has committed (not if it rolls back)."""

@@ -19,7 +19,15 @@ from typing import Any
 import asyncpg
 
 from flovyn_server.domain import now_ms
-from flovyn_server.store.base import Row, Store, Tx, migrations, split_statements
+from flovyn_server.store.base import (
+    POS_GAP,
+    POS_SCALE,
+    Row,
+    Store,
+    Tx,
+    migrations,
+    split_statements,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +95,34 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+# The transaction id (with its epoch) as a BIGINT: txid_current() is pg_current_xact_id()
+# without the xid8 type, which has no cast to BIGINT.
+_XID = "txid_current()"
+
+
 class PostgresTx(Tx):
     def __init__(self, conn: asyncpg.Connection) -> None:
         super().__init__()
         self._conn = conn
+        self._ordinal = 0
+
+    def next_pos(self, n: int = 1) -> int:
+        first = self._ordinal
+        self._ordinal += n + POS_GAP
+        if self._ordinal >= POS_SCALE:
+            raise RuntimeError("a transaction took more stream positions than it may")
+        return first
+
+    def pos_sql(self, param: int) -> str:
+        return f"({_XID} * {POS_SCALE} + ${param})"
+
+    async def horizon(self) -> tuple[int, bool]:
+        row = await self._conn.fetchrow(
+            "SELECT txid_snapshot_xmin(s) AS xmin, txid_snapshot_xmin(s) <> "
+            "txid_snapshot_xmax(s) AS busy FROM (SELECT txid_current_snapshot() AS s) AS now"
+        )
+        assert row is not None
+        return int(row["xmin"]) * POS_SCALE, bool(row["busy"])
 
     async def _execute(self, sql: str, *args: Any) -> int:
         status: str = await self._conn.execute(sql, *args)
@@ -216,7 +248,7 @@ class PostgresStore(Store):
             tx = PostgresTx(conn)
             try:
                 yield tx
-                await tx.flush()  # the deferred writes, before the commit
+                await tx.flush(final=True)  # the deferred writes, before the commit
                 # NOTIFY and COMMIT in one round trip (a simple query may hold several
                 # statements); the notifications are delivered only if the commit succeeds.
                 end = notify_and_commit(self._origin, tx.wakeups) if tx.wakeups else "COMMIT"

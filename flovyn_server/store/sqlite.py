@@ -27,21 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from flovyn_server.domain import now_ms
-from flovyn_server.store.base import Row, Store, Tx, migrations, split_statements
+from flovyn_server.store.base import POS_FINAL, Row, Store, Tx, migrations, split_statements
 
 log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 # SQLite has no row locks (and rejects the clause): with one writer they are implicit.
 _ROW_LOCK = re.compile(r"\s+FOR\s+(?:UPDATE|SHARE|KEY\s+SHARE)(?:\s+SKIP\s+LOCKED)?\b")
+_GREATEST = re.compile(r"\bGREATEST\(")  # SQLite's two-argument max() is the same
 _BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_EVERY_S = 1.0
 
 
 @lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; row locks (`FOR UPDATE`, `FOR [KEY] SHARE`) dropped."""
-    return _ROW_LOCK.sub("", _PLACEHOLDER.sub(r"?\1", sql))
+    """PostgreSQL-flavoured SQL to SQLite: `$n` -> `?n`; row locks (`FOR UPDATE`,
+    `FOR [KEY] SHARE`) dropped; `GREATEST(a, b)` -> `MAX(a, b)`."""
+    return _GREATEST.sub("MAX(", _ROW_LOCK.sub("", _PLACEHOLDER.sub(r"?\1", sql)))
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -77,10 +79,57 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
         time.sleep(0.01)
 
 
-class SqliteTx(Tx):
+POS_BLOCK = 1 << 20  # positions handed out per write of stream_clock
+
+
+class _Clock:
+    """Stream positions on SQLite: a counter, its block's end kept in `stream_clock`.
+
+    Transactions run one at a time, so positions are taken in commit order. The block's
+    end is written in the transaction that first needs it and counts only once that
+    commits: a rolled-back one leaves it to the next, so a restart never hands out a
+    position that a committed row holds.
+    """
+
     def __init__(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT pos FROM stream_clock WHERE id = 1").fetchone()
+        self.next = self.end = int(row[0])
+        self.committed = self.next  # every position below is committed or abandoned
+
+    def take(self, tx: SqliteTx, conn: sqlite3.Connection, n: int) -> int:
+        first = self.next
+        self.next += n
+        tx.pos_end = self.next
+        if self.next > self.end:
+            end = self.next + POS_BLOCK
+            conn.execute("UPDATE stream_clock SET pos = ? WHERE id = 1", (end,))
+            tx.on_commit(lambda: setattr(self, "end", max(self.end, end)))
+        return first
+
+
+class SqliteTx(Tx):
+    def __init__(
+        self, conn: sqlite3.Connection, clock: _Clock | None = None, *, reader: bool = False
+    ) -> None:
         super().__init__()
         self._conn = conn
+        self._clock = clock
+        self.pos_end = 0  # past the last position this transaction took
+        self._reader = reader
+
+    def next_pos(self, n: int = 1) -> int:
+        if self._clock is None or self._reader:
+            raise RuntimeError("stream positions are taken in write transactions only")
+        return self._clock.take(self, self._conn, n)
+
+    def pos_sql(self, param: int) -> str:
+        return f"${param}"
+
+    async def horizon(self) -> tuple[int, bool]:
+        # Writes are serialised: below the end of the last committed transaction's
+        # positions, every row is committed (or never will be).
+        clock = self._clock
+        return (POS_FINAL if clock is None else clock.committed), False
 
     async def _execute(self, sql: str, *args: Any) -> int:
         return self._conn.execute(translate(sql), args).rowcount
@@ -110,6 +159,7 @@ class SqliteStore(Store):
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
         self._checkpointer: asyncio.Task[None] | None = None
+        self._clock: _Clock | None = None  # after the migrations
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -140,15 +190,17 @@ class SqliteStore(Store):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._write_lock:
-            tx = SqliteTx(self._writer)
+            tx = SqliteTx(self._writer, self._clock)
             self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield tx
-                await tx.flush()  # the deferred writes, before the commit
+                await tx.flush(final=True)  # the deferred writes, before the commit
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
+            if self._clock is not None and tx.pos_end:
+                self._clock.committed = max(self._clock.committed, tx.pos_end)
         self._committed(tx)
 
     @asynccontextmanager
@@ -156,7 +208,7 @@ class SqliteStore(Store):
         async with self._read_lock:
             self._reader.execute("BEGIN")
             try:
-                yield SqliteTx(self._reader)
+                yield SqliteTx(self._reader, self._clock, reader=True)
             finally:
                 self._reader.execute("COMMIT")
 
@@ -179,6 +231,7 @@ class SqliteStore(Store):
                     now_ms(),
                 )
                 applied.append(version)
+        self._clock = _Clock(self._writer)
         return applied
 
     async def ping(self) -> bool:

@@ -1,16 +1,16 @@
-"""Live fan-out of workflow histories to stream subscribers.
+"""Live fan-out of stream events to subscribers, one read per tenant.
 
-A commit that appends to a history wakes `ev:<tenant>` (in this process, and in the
-others through NOTIFY). The hub then makes ONE read for all the subscriptions of that
-tenant: the events after each one's position and the execution's status, and hands
-each subscription its part. Reads of one tenant never overlap: a wake-up during a read
-makes one more read after it, however many commits came meanwhile.
+A commit that changes what a stream shows wakes `ev:<tenant>` (in this process, and in
+the others through NOTIFY). The hub then makes ONE read for all the subscriptions of
+that tenant: the rows between the position it read up to last time and the current
+horizon (below which every committed row is final, see "Stream positions" in
+store/base.py), and hands each subscription a `Batch` with its part. Reads of one
+tenant never overlap: a wake-up during a read makes one more read after it.
 
-The history is the one source of truth: sequences are gapless and commit in order per
-execution (appends hold the execution's row lock), so a subscriber that knows the last
-sequence it sent can always fill a gap or skip a repeat from the table (see
-`api/streams.py`). A subscription whose client reads too slowly (its queue is full) is
-dropped: its stream ends and the client resumes with Last-Event-ID.
+A subscription knows nothing of the client's position: the stream (see `relay`) reads
+what lies before the first batch it gets, and skips what it sent already. A
+subscription whose client reads too slowly (its queue is full) is dropped: its stream
+ends and the client resumes with Last-Event-ID.
 """
 
 from __future__ import annotations
@@ -20,38 +20,70 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from flovyn_server import metrics
-from flovyn_server.domain import TERMINAL_WORKFLOW
-from flovyn_server.engine.history import histories_after
-from flovyn_server.models.workflows import HistoryEvent
-from flovyn_server.store.base import Store
+from flovyn_server.engine import stream_reads as reads
+from flovyn_server.engine.stream_reads import Item, State
+from flovyn_server.store.base import Store, Tx
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ev:"
-READ_LIMIT = 10_000  # events in one fan-out read; more are read by the next one
+FOLLOW_UP_S = 0.05  # read again when transactions were running at the horizon
+
+
+class Kind(StrEnum):
+    WORKFLOW = "workflow"  # one execution's history and what its tasks stream
+    CONSOLIDATED = "consolidated"  # the same over an execution and its descendants
+    TASKS = "tasks"  # the task events of an execution
+    TASK = "task"  # the task events of one standalone task
+    FEED = "feed"  # the tenant's executions as they change
 
 
 @dataclass(frozen=True)
-class Update:
-    """What one read found for one execution: new events and its status."""
+class Batch:
+    """The events of one subscription in `[lo, hi)`, and its executions' states."""
 
-    events: list[HistoryEvent]
-    status: str
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_WORKFLOW
+    lo: int
+    hi: int
+    items: list[Item]
+    states: dict[str, State]
 
 
 @dataclass(eq=False)
 class Subscription:
     tenant_id: str
-    execution_id: str
-    seen: int  # the last sequence this subscription was handed (or resumed from)
-    queue: asyncio.Queue[Update | None] = field(default_factory=asyncio.Queue)
+    kind: Kind
+    scope: str  # the execution or task id; the tenant id for the feed
+    queue: asyncio.Queue[Batch | None] = field(default_factory=asyncio.Queue)
     dropped: bool = False
+
+
+async def read_range(
+    tx: Tx, tenant_id: str, kind: Kind, scopes: Iterable[str], lo: int, hi: int
+) -> tuple[dict[str, list[Item]], dict[str, State]]:
+    """The events of `kind` in `[lo, hi)` for each scope, in key order, and the states
+    of the executions whose end ends the stream."""
+    scopes = set(scopes)
+    found: dict[str, list[Item]]
+    if kind is Kind.FEED:
+        items, _ = await reads.feed(tx, tenant_id, (lo, ""), hi)
+        return {tenant_id: items}, {}
+    if kind is Kind.TASK:
+        found = reads.by_scope(await reads.tasks(tx, "id", scopes, lo, hi))
+    elif kind is Kind.TASKS:
+        found = reads.by_scope(await reads.tasks(tx, "workflow_execution_id", scopes, lo, hi))
+    elif kind is Kind.WORKFLOW:
+        found = reads.by_scope(await reads.history(tx, scopes, lo, hi))
+    else:
+        tree = await reads.trees(tx, scopes)
+        members = reads.by_scope(await reads.history(tx, set().union(*tree.values()), lo, hi))
+        found = {root: [i for m in ids for i in members.get(m, ())] for root, ids in tree.items()}
+    for items in found.values():
+        items.sort(key=lambda i: i.key)
+    states = {} if kind is Kind.TASK else await reads.states(tx, scopes)
+    return found, states
 
 
 class StreamHub:
@@ -59,17 +91,20 @@ class StreamHub:
         self.store = store
         self.buffer = buffer
         self._subs: dict[str, dict[Subscription, None]] = {}  # tenant -> subscriptions
+        self._read_to: dict[str, int] = {}  # tenant -> the horizon of its last read
         self._pending: set[str] = set()  # tenants to read again after the current read
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._follow_ups: dict[str, asyncio.TimerHandle] = {}
         self.closed = False
 
     # -- subscriptions --
 
-    def subscribe(self, tenant_id: str, execution_id: str, after: int) -> Subscription:
+    def subscribe(self, tenant_id: str, kind: Kind, scope: str) -> Subscription:
         """Register before reading the backlog, so no commit in between is missed."""
-        sub = Subscription(tenant_id, execution_id, after, asyncio.Queue(self.buffer))
+        sub = Subscription(tenant_id, kind, scope, asyncio.Queue(self.buffer))
         self._subs.setdefault(tenant_id, {})[sub] = None
-        metrics.labelled(metrics.SSE_SUBSCRIBERS, "workflow").inc()
+        metrics.labelled(metrics.SSE_SUBSCRIBERS, kind.value).inc()
+        self.refresh(tenant_id)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -77,9 +112,12 @@ class StreamHub:
         if subs is None or sub not in subs:
             return
         del subs[sub]
-        metrics.labelled(metrics.SSE_SUBSCRIBERS, "workflow").dec()
+        metrics.labelled(metrics.SSE_SUBSCRIBERS, sub.kind.value).dec()
         if not subs:
             del self._subs[sub.tenant_id]
+            self._read_to.pop(sub.tenant_id, None)
+            if (timer := self._follow_ups.pop(sub.tenant_id, None)) is not None:
+                timer.cancel()
 
     def end(self, sub: Subscription) -> None:
         """End one subscription's stream (its client went away)."""
@@ -93,6 +131,8 @@ class StreamHub:
                 _offer(sub, None)
         for task in self._readers.values():
             task.cancel()
+        for timer in self._follow_ups.values():
+            timer.cancel()
 
     # -- wake-ups --
 
@@ -109,8 +149,8 @@ class StreamHub:
             self.refresh(tenant_id)
 
     def refresh(self, tenant_id: str) -> None:
-        """Read the tenant's subscriptions soon (after a commit, or for a new one's
-        backlog); a read already running is followed by one more."""
+        """Read the tenant's subscriptions soon; a read already running is followed by
+        one more."""
         if self.closed:
             return
         if tenant_id in self._readers:
@@ -121,47 +161,65 @@ class StreamHub:
         )
 
     async def _read_loop(self, tenant_id: str) -> None:
+        busy = False
         try:
             while True:
                 self._pending.discard(tenant_id)
                 try:
-                    more = await self._read(tenant_id)
+                    busy = await self._read(tenant_id)
                 except Exception:  # the database is down: the next commit or resync retries
                     log.exception("stream fan-out read failed for tenant %s", tenant_id)
-                    more = False
-                if not more and tenant_id not in self._pending:
+                    busy = False
+                if tenant_id not in self._pending:
                     return
         finally:
             self._readers.pop(tenant_id, None)
+            if busy and tenant_id in self._subs and tenant_id not in self._follow_ups:
+                # Rows committed behind a transaction that was still running wait below
+                # the horizon; that transaction may commit without waking anyone.
+                self._follow_ups[tenant_id] = asyncio.get_running_loop().call_later(
+                    FOLLOW_UP_S, self._follow_up, tenant_id
+                )
+
+    def _follow_up(self, tenant_id: str) -> None:
+        self._follow_ups.pop(tenant_id, None)
+        if tenant_id in self._subs:
+            self.refresh(tenant_id)
 
     async def _read(self, tenant_id: str) -> bool:
-        """One read for the tenant's subscriptions; True if it hit its limit."""
+        """One read for the tenant's subscriptions; True if transactions were running
+        at its horizon (read again soon)."""
         subs = list(self._subs.get(tenant_id, ()))
         if not subs:
             return False
-        after: dict[str, int] = {}
+        kinds: dict[Kind, set[str]] = {}
         for sub in subs:
-            after[sub.execution_id] = min(after.get(sub.execution_id, sub.seen), sub.seen)
+            kinds.setdefault(sub.kind, set()).add(sub.scope)
+        found: dict[Kind, tuple[dict[str, list[Item]], dict[str, State]]] = {}
         async with self.store.read() as tx:
-            found, full = await histories_after(tx, after, READ_LIMIT)
+            hi, busy = await tx.horizon()
+            lo = self._read_to.get(tenant_id)
+            if lo is None or hi < lo:  # a first read only marks where the next begins
+                lo = hi
+            if hi > lo:
+                for kind, scopes in kinds.items():
+                    found[kind] = await read_range(tx, tenant_id, kind, scopes, lo, hi)
+        if tenant_id in self._subs:  # not unsubscribed meanwhile
+            self._read_to[tenant_id] = hi
+        # Every subscription gets a batch, if an empty one: it tells a stream where the
+        # hub's reads now begin, so that it reads what lies before (see relay.py).
         for sub in subs:
-            if (read := found.get(sub.execution_id)) is None:
-                continue
-            status, history = read
-            events = [e for e in history if e["sequence"] > sub.seen]
-            if events:
-                sub.seen = events[-1]["sequence"]
-            if events or status in TERMINAL_WORKFLOW:
-                _offer(sub, Update(events, status))
-        return full
+            items, states = found.get(sub.kind, ({}, {}))
+            _offer(sub, Batch(lo, hi, items.get(sub.scope, []), states))
+        return busy
 
 
-def _offer(sub: Subscription, update: Update | None) -> None:
-    """Hand `update` to the subscription, or drop it if its client is too slow."""
+def _offer(sub: Subscription, batch: Batch | None) -> None:
+    """Hand `batch` to the subscription, or drop it if its client is too slow."""
     if sub.dropped:
         return
     try:
-        sub.queue.put_nowait(update)
+        sub.queue.put_nowait(batch)
     except asyncio.QueueFull:
         sub.dropped = True
         metrics.SSE_DROPPED.inc()
