@@ -234,8 +234,9 @@ class Client:
 
         ``async for event in client.stream_workflow(id)`` yields every history event in
         sequence order, from the first one (or the one after ``last_event_id``), as it
-        is appended, then a last ``end`` event once the execution is COMPLETED, FAILED
-        or CANCELLED, and stops.
+        is appended, with what its tasks report as they run (``task_progress``,
+        ``task_stream``), then a last ``end`` event once the execution is COMPLETED,
+        FAILED or CANCELLED, and stops.
 
         A dropped connection, a server that restarts (it closes its streams without
         ``end``) and transient errors (network errors, 5xx, 429) are survived: the
@@ -256,6 +257,61 @@ class Client:
         return read_stream(
             self._transport,
             f"/stream/workflows/{quote_segment(workflow_execution_id)}",
+            last_event_id=last_event_id,
+            read_timeout=read_timeout,
+        )
+
+    def stream_consolidated(
+        self,
+        workflow_execution_id: str,
+        *,
+        last_event_id: str | None = None,
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """``stream_workflow`` over the execution and all its descendants (children,
+        grandchildren, ...): each event's ``data["workflowExecutionId"]`` says whose it
+        is; ``end`` comes after the root's end (``GET .../stream/workflows/{id}/
+        consolidated``). Reconnection and timeouts as ``stream_workflow``."""
+        return read_stream(
+            self._transport,
+            f"/stream/workflows/{quote_segment(workflow_execution_id)}/consolidated",
+            last_event_id=last_event_id,
+            read_timeout=read_timeout,
+        )
+
+    def stream_tasks(
+        self,
+        workflow_execution_id: str,
+        *,
+        last_event_id: str | None = None,
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The execution's tasks live (``GET .../workflow-executions/{id}/tasks/stream``):
+        ``task_created``, ``task_started``, ``task_progress``, ``task_log``,
+        ``task_completed``, ``task_failed``, ``task_retry``, ``task_cancelled``, each
+        with the task as it was after the change, then ``end`` once the execution has
+        ended. Reconnection and timeouts as ``stream_workflow``."""
+        return read_stream(
+            self._transport,
+            f"/workflow-executions/{quote_segment(workflow_execution_id)}/tasks/stream",
+            last_event_id=last_event_id,
+            read_timeout=read_timeout,
+        )
+
+    def stream_feed(
+        self,
+        *,
+        last_event_id: str | None = None,
+        read_timeout: float | None = STREAM_READ_TIMEOUT,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The tenant's executions as they change (``GET .../stream/workflows``):
+        ``workflow_created`` and ``workflow_status``, each with the execution's summary
+        in ``data["workflow"]``. Starts now (or after ``last_event_id``) and never
+        ends: leave the loop or cancel it. Reconnection and timeouts as
+        ``stream_workflow``."""
+        return read_stream(
+            self._transport,
+            "/stream/workflows",
             last_event_id=last_event_id,
             read_timeout=read_timeout,
         )

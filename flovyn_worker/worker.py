@@ -548,9 +548,15 @@ class Worker:
         timeout_ms = item.get("timeoutMs")
         timeout = timeout_ms / 1000 if timeout_ms else definition.timeout
         try:
-            call = definition.handler.invoke(ctx, item.get("input"), sync_in_thread=True)
-            result = await asyncio.wait_for(call, timeout) if timeout else await call
-            output = to_jsonable(result)
+            try:
+                call = definition.handler.invoke(ctx, item.get("input"), sync_in_thread=True)
+                result = await asyncio.wait_for(call, timeout) if timeout else await call
+                output = to_jsonable(result)
+            finally:
+                # The attempt's log lines land before its end: a task stream shows them
+                # before task_completed, and one that ends with the workflow has them.
+                if len(self._logs):
+                    await self._flush_logs()
         except TimeoutError as exc:
             error, stack = format_error(exc)
             if not str(exc):

@@ -38,6 +38,7 @@ class Relay:
         self.ends_with = ends_with
         self.last: tuple[int, str] = (-1, "")
         self.covered = 0
+        self._seen_to = 0  # the feed: every position up to this one was sent before
         self.states: dict[str, State] = {}
 
     @property
@@ -53,7 +54,7 @@ class Relay:
         async with self.store.read() as tx:
             hi, _ = await tx.horizon()
         if after is None and self.sub.kind is Kind.FEED:  # the feed starts now
-            self.last, self.covered = (hi, ""), hi
+            self.last, self.covered = (hi - 1, reads.LAST_TIE), hi
         else:
             self.last = after or (-1, "")
             self.covered = max(self.last[0], 0)
@@ -94,7 +95,11 @@ class Relay:
     async def _send(self, items: list[Item]) -> None:
         for item in items:
             if item.key > self.last:
-                if item.created_pos and (item.created_pos, item.key[1]) > self.last:
+                if item.key[0] > self.last[0]:
+                    # The client has seen all of the positions up to here. (One feed
+                    # position may carry many executions: a transaction's.)
+                    self._seen_to = self.last[0]
+                if item.created_pos and item.created_pos > self._seen_to:
                     item = reads.created(item)  # the client has not seen it yet
                 await self.send(item)
                 self.last = item.key

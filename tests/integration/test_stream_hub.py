@@ -189,7 +189,7 @@ async def test_a_late_commit_is_never_skipped(postgres_url: str) -> None:
         async with store.read() as tx:
             end, _ = await tx.horizon()
             rest = await history(tx, [early, late], middle, end)
-        got = sorted((i.key, i.scope) for i in seen + rest)
+        got = sorted((i.key, i.scope) for i in seen + rest)  # each once, in order
         assert [scope for _, scope in got] == [early, late]  # each once, in position order
         # The early-begun transaction's event sits below the late one's: a reader that
         # had taken `late` at its position would have skipped it forever.

@@ -53,4 +53,4 @@ CREATE TABLE stream_clock (
     id INTEGER PRIMARY KEY,
     pos BIGINT NOT NULL
 );
-INSERT INTO stream_clock (id, pos) VALUES (1, 0);
+INSERT INTO stream_clock (id, pos) VALUES (1, 1);  -- 0: rows from before positions
