@@ -30,6 +30,9 @@ class Settings:
     # Streams: a `: keep-alive` comment this often, and the reconnect delay they suggest.
     stream_keepalive_s: float = 15.0
     stream_retry_ms: int = 2000
+    # How long task progress reports, stream data and tenant-feed changes are kept for
+    # streams to replay (histories, task attempts and logs live as long as executions).
+    stream_retention_s: int = 7 * 24 * 3600
 
     @property
     def database_url(self) -> str:
@@ -62,6 +65,8 @@ class Settings:
             s.postgres_pool_size = int(v)
         if v := env.get("FLOVYN_STREAM_KEEPALIVE_S"):
             s.stream_keepalive_s = float(v)
+        if v := env.get("FLOVYN_STREAM_RETENTION_S"):
+            s.stream_retention_s = int(v)
         for key, value in overrides.items():
             if value is not None:
                 if key == "data_dir":

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlovynApiError
-from .serde import LOG_LIMIT, wire_text
+from .serde import LOG_LIMIT, to_jsonable, wire_text
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -136,6 +136,16 @@ class TaskContext:
         """Report progress (0..1 and optional details); returns ``is_cancelled``."""
         fraction = min(max(float(fraction), 0.0), 1.0)
         return await self._post("progress", {"progress": fraction, "details": details})
+
+    async def stream(self, data: Any, *, stream_type: str = "data") -> bool:
+        """Send stream data to whoever watches the workflow stream (``task_stream``
+        events): ``stream_type`` is ``token`` (a piece of generated text), ``progress``,
+        ``data`` (a partial result) or ``error``. Returns ``is_cancelled``."""
+        return await self._post("stream", {"streamType": stream_type, "data": to_jsonable(data)})
+
+    async def stream_token(self, token: str) -> bool:
+        """``stream(token, stream_type="token")``: one piece of generated text."""
+        return await self.stream(token, stream_type="token")
 
     async def heartbeat(self) -> bool:
         """Tell the server this attempt is alive; returns ``is_cancelled``."""

@@ -39,6 +39,7 @@ from flovyn_server.models.worker import (
     Progress,
     Register,
     Registered,
+    StreamData,
     Submit,
     SubmitAnswer,
     SubmitOperation,
@@ -231,6 +232,14 @@ async def fail_task(request: web.Request, taskId: str, body: FailTask) -> web.Re
 async def report_progress(request: web.Request, taskId: str, body: Progress) -> web.Response:
     """Record the attempt's progress (0..1); the answer says whether to stop."""
     return json(await engine(request).tasks.progress(tenant(request), taskId, body))
+
+
+@router.post(W + "/tasks/{taskId}/stream", answers={200: CancelledAnswer}, errors=(409,))
+async def stream_data(request: web.Request, taskId: str, body: StreamData) -> web.Response:
+    """Send stream data of the running attempt (`streamType` token, progress, data or
+    error, and `data`) to the execution's workflow stream (`task_stream` events); the
+    answer says whether to stop."""
+    return json(await engine(request).tasks.stream_data(tenant(request), taskId, body))
 
 
 @router.post(W + "/tasks/{taskId}/heartbeat", answers={200: CancelledAnswer}, errors=(409,))

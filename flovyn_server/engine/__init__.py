@@ -37,4 +37,6 @@ class Engine:
             liveness_timeout_ms=settings.liveness_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
         )
-        self.scheduler = Scheduler(store, self.hub, self.workers)
+        self.scheduler = Scheduler(
+            store, self.hub, self.workers, stream_retention_ms=settings.stream_retention_s * 1000
+        )

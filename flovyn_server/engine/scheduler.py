@@ -1,4 +1,5 @@
-"""The due-work loop: timers, promise deadlines, task timeouts and worker liveness.
+"""The due-work loop: timers, promise deadlines, task timeouts, worker liveness, and the
+pruning of stream rows past their retention.
 
 Due rows are claimed with `FOR UPDATE SKIP LOCKED` and changed in the same
 transaction, so with several server processes on one PostgreSQL database each timer
@@ -23,15 +24,23 @@ log = logging.getLogger(__name__)
 BATCH = 200
 MAX_SLEEP_S = 1.0
 REAP_EVERY_MS = 1000
+PRUNE_EVERY_MS = 60_000
+PRUNE_BATCH = 5000  # rows of one table per statement: a long DELETE holds up nothing
+# Rows that streams replay only while they are retained (see settings.stream_retention_s).
+RETAINED = ("stream_events", "feed_changes")
 
 
 class Scheduler:
-    def __init__(self, store: Store, hub: WakeHub, workers: Workers) -> None:
+    def __init__(
+        self, store: Store, hub: WakeHub, workers: Workers, *, stream_retention_ms: int
+    ) -> None:
         self.store = store
         self.hub = hub
         self.workers = workers
+        self.stream_retention_ms = stream_retention_ms
         self._last_gauges = 0
         self._last_reap = 0
+        self._last_prune = 0
 
     async def run(self) -> None:
         while True:
@@ -68,6 +77,9 @@ class Scheduler:
             await self.workers.reap()
         if now - self._last_gauges > 5000:
             await self.update_gauges()
+        if now - self._last_prune >= PRUNE_EVERY_MS:
+            self._last_prune = now
+            await self.prune_streams(now - self.stream_retention_ms)
         if full:
             return 0.0
         upcoming = [t for t in due.values() if t is not None and t > now]
@@ -76,6 +88,23 @@ class Scheduler:
             upcoming.append(now + 5)
         wake_at = min([*upcoming, self._last_reap + REAP_EVERY_MS])
         return min(max((wake_at - now_ms()) / 1000, 0.005), MAX_SLEEP_S)
+
+    async def prune_streams(self, before: int) -> int:
+        """Delete stream rows made before `before` (epoch ms); return how many."""
+        pruned = 0
+        for table in RETAINED:
+            key = "pos" if table == "stream_events" else "tenant_id, pos"
+            while True:
+                async with self.store.transaction() as tx:
+                    n = await tx.execute(
+                        f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} "
+                        f"WHERE created_at < $1 LIMIT {PRUNE_BATCH})",
+                        before,
+                    )
+                pruned += n
+                if n < PRUNE_BATCH:
+                    break
+        return pruned
 
     async def fire_timers(self) -> int:
         now = now_ms()

@@ -33,6 +33,7 @@ from flovyn_server.models.worker import (
     Progress,
     RetryPolicy,
     ScheduleTask,
+    StreamData,
     TaskItem,
 )
 from flovyn_server.models.workflows import AttemptList, LogPage, LogsQuery, TaskList
@@ -385,6 +386,13 @@ class Tasks:
             )
             data = {"attempt": req.attempt, "progress": req.progress, "details": details}
             await stream_event(tx, task, "task_progress", data, now)
+        return {"cancelled": bool(task["cancel_requested"])}
+
+    async def stream_data(self, tenant: Tenant, task_id: str, req: StreamData) -> CancelledAnswer:
+        async with self.store.transaction() as tx:
+            task = await self._running(tx, tenant, task_id, req.attempt, lock=False)
+            data = {"attempt": req.attempt, "streamType": req.stream_type, "data": req.data}
+            await stream_event(tx, task, "task_stream", data, now_ms())
         return {"cancelled": bool(task["cancel_requested"])}
 
     async def heartbeat(self, tenant: Tenant, task_id: str, req: AttemptRef) -> CancelledAnswer:

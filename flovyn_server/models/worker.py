@@ -242,6 +242,17 @@ class Progress(AttemptRef):
     details: TextOrJson = None
 
 
+StreamType = Literal["token", "progress", "data", "error"]
+
+
+class StreamData(AttemptRef):
+    """What a running task streams to watchers (an LLM's tokens, a partial result):
+    carried by the workflow stream as `task_stream`, kept for the stream retention."""
+
+    stream_type: StreamType
+    data: Any = None
+
+
 class SubmitOperation(Body):
     type: Literal["submit"]
     id: Uuid

@@ -13,8 +13,9 @@ from typing import Any
 from flovyn_server import metrics
 from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine.history import append_events
+from flovyn_server.engine.scheduler import Scheduler
 from flovyn_server.engine.stream_reads import history
-from flovyn_server.engine.wake import stream_key
+from flovyn_server.engine.wake import WakeHub, stream_key
 from flovyn_server.engine.workflows import create_execution
 from flovyn_server.store.base import Store
 from flovyn_server.store.postgres import PostgresStore
@@ -234,3 +235,32 @@ async def test_an_execution_keeps_sequence_order_in_positions(postgres_url: str)
         assert positions == sorted(positions) and len(set(positions)) == 4
     finally:
         await store.close()
+
+
+async def test_stream_rows_past_their_retention_are_pruned(store: Store) -> None:
+    tenant_id = await _tenant(store)
+    now = now_ms()
+    async with store.transaction() as tx:
+        for age, event in ((3_600_000, "old"), (0, "new")):
+            await tx.execute(
+                "INSERT INTO stream_events (pos, tenant_id, workflow_execution_id, "
+                "task_execution_id, event, data, created_at) "
+                f"VALUES ({tx.pos_sql(1)}, $2, NULL, $3, 'task_progress', $4, $5)",
+                tx.next_pos(),
+                tenant_id,
+                str(uuid.uuid4()),
+                f'{{"note": "{event}"}}',
+                now - age,
+            )
+            tx.feed(tenant_id, str(uuid.uuid4()))
+            await tx.flush(final=True)
+            await tx.execute("UPDATE feed_changes SET created_at = $1 WHERE created_at > $1 "
+                             "AND tenant_id = $2", now - age, tenant_id)  # fmt: skip
+    scheduler = Scheduler(store, WakeHub(), None, stream_retention_ms=60_000)  # type: ignore[arg-type]
+    assert await scheduler.prune_streams(now - 60_000) == 2
+    async with store.read() as tx:
+        kept = await tx.fetch("SELECT data FROM stream_events WHERE tenant_id = $1", tenant_id)
+        feed = await tx.fetchval(
+            "SELECT count(*) FROM feed_changes WHERE tenant_id = $1", tenant_id
+        )
+    assert [r["data"] for r in kept] == ['{"note": "new"}'] and feed == 1

@@ -102,6 +102,7 @@ async def flaky(ctx: TaskContext, item: str) -> dict[str, Any]:
     await ctx.report_progress(0.5, {"step": ctx.attempt})
     if ctx.attempt < 3:
         raise RuntimeError(f"glitch #{ctx.attempt}")
+    await ctx.stream_token("done")
     return {"item": item}
 
 
@@ -161,6 +162,10 @@ async def test_task_stream_of_a_task_that_fails_twice_then_succeeds(flovyn: Flov
     async with f.client() as client:
         workflow_events = await collect(client.stream_workflow(handle.id))
     assert [e.data["progress"] for e in workflow_events if e.event == "task_progress"] == [0.5] * 3
+    streamed = [e.data for e in workflow_events if e.event == "task_stream"]
+    assert [(d["taskExecutionId"], d["attempt"], d["streamType"], d["data"]) for d in streamed] == [
+        (task_id, 3, "token", "done")
+    ]
     assert_positions(workflow_events[:-1])
 
 
