@@ -2,20 +2,21 @@
 """Workflow streams under load: many live subscribers while workflows run.
 
 For each store this starts ``flovyn server``, triggers N workflows (the benchmark's
-one-task workflow), opens one stream (``GET P/stream/workflows/{id}``) per workflow,
-and once all N are open starts W worker processes: the N streams are all held while
-the N workflows run. Every stream must end with its ``end`` event. It prints:
+one-task workflow), opens one stream (``GET P/stream/workflows/{id}``) per workflow
+and F tenant feeds (``GET P/stream/workflows``), and once all are open starts W
+worker processes: the streams are all held while the N workflows run. Every workflow
+stream must end with its ``end`` event, and every feed must show every workflow
+COMPLETED. It prints:
 
   * delivery latency: the event's own timestamp (server clock) to its receipt by the
     client, p50 / p99 / max, for events appended after the stream was opened (events
-    replayed on connect would measure the connect, not the delivery);
+    replayed on connect would measure the connect, not the delivery); for the feed,
+    the timestamp is the execution's last change;
   * the peak resident memory (RSS) of the server while the streams are open;
-  * streams that did not end, or ended with a gap or a repeat in their ids.
+  * streams that did not end, or ended with a gap or a repeat in their history.
 
-    python3 benchmarks/streams.py                     # 1000 workflows and streams, both stores
-    python3 benchmarks/streams.py --store sqlite --workflows 200
-
-The tenant-wide feed is not served yet, so no feed subscribers are measured.
+    python3 benchmarks/streams.py                     # 1000 workflows and streams, 10 feeds
+    python3 benchmarks/streams.py --store sqlite --workflows 200 --feeds 2
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ SCRIPT = os.path.abspath(__file__)
 class StreamRecord:
     opened_ms: float = 0.0
     ids: list[int] = field(default_factory=list)
+    sequences: list[int] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     ended: bool = False
     error: str | None = None
@@ -87,9 +89,51 @@ async def follow(tenant: Tenant, workflow_id: str, record: StreamRecord) -> None
                         record.ended = True
                         return
                     record.ids.append(int(fields["id"]))
+                    record.sequences.append(data["sequence"])
                     sent = epoch_ms(data["timestamp"])
                     if sent >= record.opened_ms:
                         record.latencies_ms.append(received - sent)
+                fields = {}
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        record.error = type(exc).__name__
+
+
+@dataclass
+class FeedRecord:
+    opened: bool = False
+    completed: set[str] = field(default_factory=set)
+    latencies_ms: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+async def follow_feed(tenant: Tenant, wanted: set[str], record: FeedRecord) -> None:
+    """Read the tenant feed until every wanted execution was seen COMPLETED."""
+    url = f"{tenant.api.base}/api/tenants/{tenant.slug}/stream/workflows"
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    try:
+        async with tenant.api.http.get(url, headers=headers) as resp:
+            if resp.status != 200:
+                record.error = f"HTTP {resp.status}"
+                return
+            record.opened = True
+            opened_ms = time.time() * 1000
+            fields: dict[str, str] = {}
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\r\n")
+                if line and not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+                    continue
+                if "data" in fields:
+                    received = time.time() * 1000
+                    summary = json.loads(fields["data"])["workflow"]
+                    sent = epoch_ms(summary["updatedAt"])
+                    if sent >= opened_ms:
+                        record.latencies_ms.append(received - sent)
+                    if summary["status"] == "COMPLETED":
+                        record.completed.add(summary["id"])
+                        if record.completed >= wanted:
+                            return
                 fields = {}
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         record.error = type(exc).__name__
@@ -129,14 +173,24 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
             asyncio.create_task(follow(tenant, wf, record))
             for wf, record in zip(trig.ids, records, strict=True)
         ]
+        feeds = [FeedRecord() for _ in range(args.feeds)]
+        readers += [asyncio.create_task(follow_feed(tenant, set(trig.ids), f)) for f in feeds]
         loop = asyncio.get_running_loop()
         until = loop.time() + 60
-        while sum(bool(r.ids) for r in records) < len(records) and loop.time() < until:
+
+        def opened() -> int:
+            return sum(bool(r.ids) for r in records) + sum(f.opened for f in feeds)
+
+        while opened() < len(records) + len(feeds) and loop.time() < until:
             if all(t.done() for t in readers):
                 break
             await asyncio.sleep(0.1)
-        opened = sum(bool(r.ids) for r in records)
-        print(f"   {opened} streams open; starting {args.workers} worker(s)", flush=True)
+        await asyncio.sleep(0.5)  # the feeds' first reads: they start at the present
+        print(
+            f"   {sum(bool(r.ids) for r in records)} workflow streams and "
+            f"{sum(f.opened for f in feeds)} feeds open; starting {args.workers} worker(s)",
+            flush=True,
+        )
         workers = start_workers(
             res, SCRIPT, store, tmp, count=args.workers, server=base, tenant=tenant.slug,
             token=token, max_items=args.max_items, poll_timeout=20.0,
@@ -153,8 +207,13 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
         await asyncio.gather(*readers, return_exceptions=True)
     latencies = [ms for r in records for ms in r.latencies_ms]
     unfinished = sum(not r.ended for r in records)
-    broken = sum(r.ids != list(range(1, len(r.ids) + 1)) for r in records)
-    errors = [r.error for r in records if r.error]
+    broken = sum(
+        r.ids != sorted(set(r.ids)) or r.sequences != list(range(1, len(r.ids) + 1))
+        for r in records
+    )
+    errors = [r.error for r in records if r.error] + [f.error for f in feeds if f.error]
+    feed_latencies = [ms for f in feeds for ms in f.latencies_ms]
+    short_feeds = sum(len(f.completed) < len(records) for f in feeds)
     print(f"   workflows ran in            {ran:.1f} s ({len(records) / ran:.0f}/s)")
     print(f"   events timed                {len(latencies)}")
     if latencies:
@@ -162,11 +221,20 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
             f"   delivery latency ms         p50 {percentile(latencies, 50):.0f}   "
             f"p99 {percentile(latencies, 99):.0f}   max {max(latencies):.0f}"
         )
+    if feed_latencies:
+        print(
+            f"   feed latency ms ({len(feeds)} feeds) p50 {percentile(feed_latencies, 50):.0f}   "
+            f"p99 {percentile(feed_latencies, 99):.0f}   max {max(feed_latencies):.0f}"
+        )
     print(f"   server RSS                  {rss0 // 1024} MB idle, {peak // 1024} MB peak")
     print(f"   streams without end         {unfinished}   with a gap or repeat: {broken}")
+    print(f"   feeds missing a completion  {short_feeds}")
     problems = []
-    if unfinished or broken or errors:
-        problems.append(f"{unfinished} unfinished, {broken} broken, errors {errors[:5]}")
+    if unfinished or broken or errors or short_feeds:
+        problems.append(
+            f"{unfinished} unfinished, {broken} broken, {short_feeds} short feeds, "
+            f"errors {errors[:5]}"
+        )
     return problems
 
 
@@ -174,6 +242,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
     p.add_argument("--workflows", type=int, default=1000, help="workflows, one stream each")
+    p.add_argument("--feeds", type=int, default=10, help="tenant-feed subscribers")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument(
         "--max-items",

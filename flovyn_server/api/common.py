@@ -33,7 +33,9 @@ def credential_for(route: str) -> Credential | None:
 
 def is_stream(route: str) -> bool:
     """Whether a route (its canonical path) is a Server-Sent Event stream."""
-    return "/stream/" in route or route.endswith("/stream")
+    if route.startswith(P + "/worker/"):  # POST .../worker/tasks/{taskId}/stream is not
+        return False
+    return "/stream/" in route or route.endswith("/tasks/stream")
 
 
 def engine(request: web.Request) -> Engine:

@@ -128,21 +128,19 @@ async def history(tx: Tx, ids: Iterable[str], lo: int, hi: int) -> list[Item]:
             items.append(
                 Item((row["pos"], ""), row["workflow_execution_id"], event["eventType"], payload)
             )
-        items += await _reported(tx, "workflow_execution_id", chunk, lo, hi, None)
+        items += await _reported(tx, chunk, lo, hi)
     return items
 
 
-async def _reported(
-    tx: Tx, column: str, ids: list[str], lo: int, hi: int, event: str | None
-) -> list[Item]:
-    """Rows of `stream_events` (all, or of one `event` name) of these scopes."""
+async def _reported(tx: Tx, ids: list[str], lo: int, hi: int) -> list[Item]:
+    """What the tasks of these executions reported (`stream_events`): progress and
+    stream data."""
     n = len(ids)
-    only = "" if event is None else f" AND event = '{event}'"
     items: list[Item] = []
     for row in await tx.fetch(
         "SELECT pos, workflow_execution_id, task_execution_id, event, data, created_at "
-        f"FROM stream_events WHERE {column} IN ({_marks(ids)}) "
-        f"AND pos >= ${n + 1} AND pos < ${n + 2}{only}",
+        f"FROM stream_events WHERE workflow_execution_id IN ({_marks(ids)}) "
+        f"AND pos >= ${n + 1} AND pos < ${n + 2}",
         *ids,
         lo,
         hi,
@@ -158,7 +156,7 @@ async def _reported(
                 **data,  # attempt, and progress and details, or streamType and data
             },
         )
-        items.append(Item((row["pos"], ""), row[column], row["event"], payload))
+        items.append(Item((row["pos"], ""), row["workflow_execution_id"], row["event"], payload))
     return items
 
 
@@ -189,11 +187,39 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
                 if lo <= pos < hi:
                     items.append(Item((pos, ""), key, name, payload))
             seen_task.add(row["id"])
-        for item in await _reported(
-            tx, column if column != "id" else "task_execution_id", chunk, lo, hi, "task_progress"
-        ):
-            items.append(item)
         n = len(chunk)
+        by = (
+            "s.workflow_execution_id"
+            if column == "workflow_execution_id"
+            else "s.task_execution_id"
+        )
+        for row in await tx.fetch(
+            "SELECT s.pos, s.task_execution_id, s.data, s.created_at, t.workflow_execution_id, "
+            "t.kind FROM stream_events s JOIN task_executions t ON t.id = s.task_execution_id "
+            f"WHERE {by} IN ({_marks(chunk)}) AND s.event = 'task_progress' "
+            f"AND s.pos >= ${n + 1} AND s.pos < ${n + 2}",
+            *chunk,
+            lo,
+            hi,
+        ):
+            data = loads(row["data"])
+            progress: StreamTaskEvent = {
+                "workflowExecutionId": row["workflow_execution_id"],
+                "taskExecutionId": row["task_execution_id"],
+                "type": "task_progress",
+                "timestamp": iso(row["created_at"]),
+                "kind": row["kind"],
+                "status": "RUNNING",
+                "attempt": data["attempt"],
+                "progress": data["progress"],
+                "details": data["details"],
+            }
+            key = (
+                row["workflow_execution_id"]
+                if column == "workflow_execution_id"
+                else row["task_execution_id"]
+            )
+            items.append(Item((row["pos"], ""), key, "task_progress", progress))
         for row in await tx.fetch(
             "SELECT l.task_execution_id, l.attempt, l.level, l.message, l.ts, l.seq, "
             "t.workflow_execution_id, t.kind FROM task_logs l "

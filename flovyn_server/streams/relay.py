@@ -42,11 +42,13 @@ class Relay:
         self.states: dict[str, State] = {}
 
     @property
-    def last_id(self) -> str | None:
+    def last_id(self) -> str:
+        """The id to resume after what was sent: the last event's, or (none sent) a
+        position just below what was read."""
         pos, tie = self.last
-        if pos < 0:
-            return None
-        return f"{pos}-{tie}" if tie and tie != reads.LAST_TIE else str(pos)
+        if pos < 0 or tie == reads.LAST_TIE:
+            return str(max(self.covered - 1, pos, 0))
+        return f"{pos}-{tie}" if tie else str(pos)
 
     async def run(self, after: tuple[int, str] | None) -> str | None:
         """Relay until the end; the execution's final status, or None when the stream

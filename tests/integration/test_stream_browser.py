@@ -3,8 +3,8 @@
 The page is the server's own docs page, so the EventSource is same-origin (its CSP has
 `connect-src 'self'`) and passes the API key as `?access_token=`, as a browser must.
 A real workflow runs on the SDK's Worker while the page listens; what the page received
-(names, ids, payloads) must be the REST history, then `end`. SQLite only, driven over
-the DevTools protocol as in `test_docs_browser.py`.
+(names and payloads, with growing ids) must be the REST history, then `end`. SQLite only,
+driven over the DevTools protocol as in `test_docs_browser.py`.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ async def test_event_source_reads_a_live_workflow(flovyn: Flovyn, tmp_path: Path
     history = await f.events(handle.id)
     *events, end = got
     assert [e["event"] for e in events] == [h["eventType"] for h in history]
-    assert [e["id"] for e in events] == [str(h["sequence"]) for h in history]
+    ids = [int(e["id"]) for e in events]  # stream positions: growing along the stream
+    assert ids == sorted(set(ids)), ids
     assert [e["data"] for e in events] == [
         {
             "workflowExecutionId": handle.id,
@@ -113,6 +114,6 @@ async def test_event_source_reads_a_live_workflow(flovyn: Flovyn, tmp_path: Path
         for h in history
     ]
     assert [e["event"] for e in events].count("SIGNAL_RECEIVED") == 2
-    assert end["event"] == "end" and end["id"] == str(history[-1]["sequence"])
+    assert end["event"] == "end" and end["id"] == events[-1]["id"]
     assert end["data"]["workflowExecutionId"] == handle.id
     assert (end["data"]["type"], end["data"]["status"]) == ("end", "COMPLETED")

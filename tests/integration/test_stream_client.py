@@ -280,6 +280,8 @@ async def test_stream_on_one_server_sees_changes_made_through_another(
             front_a.client() as client_a,
             front_b.client() as client_b,
         ):
+            feed = Reader(client_b.stream_feed())  # B's tenant feed, too
+            await asyncio.sleep(0.3)  # connected: the feed starts at the present
             handle = await client_a.start_workflow(collects_signals, 3)
             reader = Reader(client_b.stream_workflow(handle.id))
             try:
@@ -293,13 +295,19 @@ async def test_stream_on_one_server_sees_changes_made_through_another(
                     latencies.append(reader.arrived[-1] - sent)
                 got = await reader.finished(within=10)
                 finished_at = reader.arrived[-1]
+                await feed.until(
+                    lambda: any(e.data["workflow"]["status"] == "COMPLETED" for e in feed.got)
+                )
             except BaseException:
                 print(a.log_tail(40), b.log_tail(40), sep="\n----\n")
                 raise
             finally:
                 await reader.stop()
+                await feed.stop()
             row = await wait_status(front_a, handle.id)
         assert row["status"] == "COMPLETED" and row["output"] == [1, 2, 3]
         assert all(seconds < 2.0 for seconds in latencies), latencies
         assert finished_at - sent < 4.0
         assert_matches_history(got, await front_a.events(handle.id), handle.id, "COMPLETED")
+        assert feed.got[0].event == "workflow_created"
+        assert {e.data["workflowExecutionId"] for e in feed.got} == {handle.id}
