@@ -343,6 +343,20 @@ async def feed(
     return items, (rows[-1]["pos"], LAST_TIE) if more else None
 
 
+async def changed(tx: Tx, tenant_id: str, lo: int, hi: int) -> set[str]:
+    """The tenant's executions whose status changed in `[lo, hi)`."""
+    found: set[str] = set()
+    for row in await tx.fetch(
+        "SELECT workflow_execution_ids FROM feed_changes WHERE tenant_id = $1 "
+        "AND pos >= $2 AND pos < $3",
+        tenant_id,
+        lo,
+        hi,
+    ):
+        found.update(loads(row["workflow_execution_ids"]))
+    return found
+
+
 def created(item: Item) -> Item:
     """A feed event as `workflow_created`: the client sees the execution first."""
     payload = cast(StreamFeedEvent, dict(item.payload))

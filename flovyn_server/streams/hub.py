@@ -58,13 +58,24 @@ class Subscription:
     scope: str  # the execution or task id; the tenant id for the feed
     queue: asyncio.Queue[Batch | None] = field(default_factory=asyncio.Queue)
     dropped: bool = False
+    # Where the reads not handed over (nothing in them for this subscription) began;
+    # None once handed a batch. A new subscription gets the next batch, even empty.
+    since: int | None = None
+    synced: bool = False
 
 
 async def read_range(
-    tx: Tx, tenant_id: str, kind: Kind, scopes: Iterable[str], lo: int, hi: int
+    tx: Tx,
+    tenant_id: str,
+    kind: Kind,
+    scopes: Iterable[str],
+    lo: int,
+    hi: int,
+    changed: set[str] | None = None,
 ) -> tuple[dict[str, list[Item]], dict[str, State]]:
     """The events of `kind` in `[lo, hi)` for each scope, in key order, and the states
-    of the executions whose end ends the stream."""
+    of the executions whose end ends the stream: all, or those with events in the range
+    or among `changed` (whose status may have changed)."""
     scopes = set(scopes)
     found: dict[str, list[Item]]
     if kind is Kind.FEED:
@@ -82,8 +93,11 @@ async def read_range(
         found = {root: [i for m in ids for i in members.get(m, ())] for root, ids in tree.items()}
     for items in found.values():
         items.sort(key=lambda i: i.key)
-    states = {} if kind is Kind.TASK else await reads.states(tx, scopes)
-    return found, states
+    if kind is Kind.TASK:
+        return found, {}
+    if changed is not None:
+        scopes &= changed | {scope for scope, items in found.items() if items}
+    return found, await reads.states(tx, scopes) if scopes else {}
 
 
 class StreamHub:
@@ -202,15 +216,25 @@ class StreamHub:
             if lo is None or hi < lo:  # a first read only marks where the next begins
                 lo = hi
             if hi > lo:
+                changed = await reads.changed(tx, tenant_id, lo, hi)
                 for kind, scopes in kinds.items():
-                    found[kind] = await read_range(tx, tenant_id, kind, scopes, lo, hi)
+                    found[kind] = await read_range(tx, tenant_id, kind, scopes, lo, hi, changed)
         if tenant_id in self._subs:  # not unsubscribed meanwhile
             self._read_to[tenant_id] = hi
-        # Every subscription gets a batch, if an empty one: it tells a stream where the
-        # hub's reads now begin, so that it reads what lies before (see relay.py).
+        # A subscription gets a batch when the read found something for it, and a new
+        # one its first batch even if empty: it tells the stream where the hub's reads
+        # begin, so that it reads what lies before (see relay.py). A batch covers the
+        # reads skipped since the last one it got (they had nothing for it).
         for sub in subs:
             items, states = found.get(sub.kind, ({}, {}))
-            _offer(sub, Batch(lo, hi, items.get(sub.scope, []), states))
+            mine = items.get(sub.scope, [])
+            state = states.get(sub.scope)
+            if mine or state is not None or not sub.synced:
+                first = lo if sub.since is None else sub.since
+                sub.since, sub.synced = None, True
+                _offer(sub, Batch(first, hi, mine, {} if state is None else {sub.scope: state}))
+            elif sub.since is None:
+                sub.since = lo
         return busy
 
 
