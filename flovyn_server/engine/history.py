@@ -29,6 +29,8 @@ INSERT_EVENT = (
     "INSERT INTO workflow_events (workflow_execution_id, sequence, event_type, data, "
     "created_at, pos) VALUES ($1, $2, $3, $4, $5, $6)"
 )
+# The same, with `{pos}` the SQL of a position (`Tx.pos_sql`) rather than its value.
+INSERT_FIRST_EVENT = INSERT_EVENT.replace("$6)", "{pos})")
 
 
 async def append_events(

@@ -21,7 +21,7 @@ from flovyn_server.domain import (
 from flovyn_server.engine import shapes
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import (
-    INSERT_EVENT,
+    INSERT_FIRST_EVENT,
     Event,
     append_and_resume,
     insert_events,
@@ -61,13 +61,14 @@ async def create_execution(
     child_name: str | None = None,
 ) -> bool:
     """Insert a PENDING execution with its WORKFLOW_STARTED event; False if the id exists."""
-    pos = await tx.fetchval(
+    pos = tx.next_pos()
+    inserted = await tx.execute(
         "INSERT INTO workflow_executions (id, tenant_id, kind, queue, status, input, "
         "current_sequence, workflow_version, parent_id, child_name, metadata, idempotency_key, "
         "available_at, created_at, updated_at, stream_pos, created_pos) "
         "VALUES ($1, $2, $3, $4, 'PENDING', $5, 1, $6, $7, $8, $9, $10, $11, $12, $12, "
         f"{tx.pos_sql(13)}, {tx.pos_sql(13)}) "
-        "ON CONFLICT (id) DO NOTHING RETURNING stream_pos",
+        "ON CONFLICT (id) DO NOTHING",
         execution_id,
         tenant_id,
         kind,
@@ -80,12 +81,12 @@ async def create_execution(
         idempotency_key,
         now - priority_seconds * 1000,
         now,
-        tx.next_pos(),
+        pos,
     )
-    if pos is None:
+    if not inserted:
         return False
-    tx.write(
-        INSERT_EVENT,
+    tx.write(  # at the execution's own position (on PostgreSQL it is known in SQL only)
+        INSERT_FIRST_EVENT.format(pos=tx.pos_sql(6)),
         execution_id,
         1,
         EventType.WORKFLOW_STARTED.value,
