@@ -28,8 +28,10 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 
@@ -65,6 +67,21 @@ def epoch_ms(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
 
 
+async def sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[dict[str, str], Any, float]]:
+    """Each event of a Server-Sent Event response: its fields, its data decoded, and
+    when it arrived (epoch ms)."""
+    fields: dict[str, str] = {}
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\r\n")
+        if line and not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+            continue
+        if "data" in fields:
+            yield fields, json.loads(fields["data"]), time.time() * 1000
+        fields = {}
+
+
 async def follow(tenant: Tenant, workflow_id: str, record: StreamRecord) -> None:
     """Read one stream to its end, timing each event appended after it was opened."""
     url = f"{tenant.api.base}/api/tenants/{tenant.slug}/stream/workflows/{workflow_id}"
@@ -75,25 +92,15 @@ async def follow(tenant: Tenant, workflow_id: str, record: StreamRecord) -> None
                 record.error = f"HTTP {resp.status}"
                 return
             record.opened_ms = time.time() * 1000
-            fields: dict[str, str] = {}
-            async for raw in resp.content:
-                line = raw.decode().rstrip("\r\n")
-                if line and not line.startswith(":"):
-                    name, _, value = line.partition(":")
-                    fields[name] = value.removeprefix(" ")
-                    continue
-                if "data" in fields:
-                    received = time.time() * 1000
-                    data = json.loads(fields["data"])
-                    if fields.get("event") == "end":
-                        record.ended = True
-                        return
-                    record.ids.append(int(fields["id"]))
-                    record.sequences.append(data["sequence"])
-                    sent = epoch_ms(data["timestamp"])
-                    if sent >= record.opened_ms:
-                        record.latencies_ms.append(received - sent)
-                fields = {}
+            async for fields, data, received in sse(resp):
+                if fields.get("event") == "end":
+                    record.ended = True
+                    return
+                record.ids.append(int(fields["id"]))
+                record.sequences.append(data["sequence"])
+                sent = epoch_ms(data["timestamp"])
+                if sent >= record.opened_ms:
+                    record.latencies_ms.append(received - sent)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         record.error = type(exc).__name__
 
@@ -117,24 +124,15 @@ async def follow_feed(tenant: Tenant, wanted: set[str], record: FeedRecord) -> N
                 return
             record.opened = True
             opened_ms = time.time() * 1000
-            fields: dict[str, str] = {}
-            async for raw in resp.content:
-                line = raw.decode().rstrip("\r\n")
-                if line and not line.startswith(":"):
-                    name, _, value = line.partition(":")
-                    fields[name] = value.removeprefix(" ")
-                    continue
-                if "data" in fields:
-                    received = time.time() * 1000
-                    summary = json.loads(fields["data"])["workflow"]
-                    sent = epoch_ms(summary["updatedAt"])
-                    if sent >= opened_ms:
-                        record.latencies_ms.append(received - sent)
-                    if summary["status"] == "COMPLETED":
-                        record.completed.add(summary["id"])
-                        if record.completed >= wanted:
-                            return
-                fields = {}
+            async for _, data, received in sse(resp):
+                summary = data["workflow"]
+                sent = epoch_ms(summary["updatedAt"])
+                if sent >= opened_ms:
+                    record.latencies_ms.append(received - sent)
+                if summary["status"] == "COMPLETED":
+                    record.completed.add(summary["id"])
+                    if record.completed >= wanted:
+                        return
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         record.error = type(exc).__name__
 

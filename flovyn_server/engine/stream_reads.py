@@ -214,12 +214,7 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
                 "progress": data["progress"],
                 "details": data["details"],
             }
-            key = (
-                row["workflow_execution_id"]
-                if column == "workflow_execution_id"
-                else row["task_execution_id"]
-            )
-            items.append(Item((row["pos"], ""), key, "task_progress", progress))
+            items.append(Item((row["pos"], ""), _scope(row, column), "task_progress", progress))
         for row in await tx.fetch(
             "SELECT l.task_execution_id, l.attempt, l.level, l.message, l.ts, l.seq, "
             "t.workflow_execution_id, t.kind FROM task_logs l "
@@ -229,11 +224,6 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
             lo,
             hi,
         ):
-            key = (
-                row["workflow_execution_id"]
-                if column == "workflow_execution_id"
-                else row["task_execution_id"]
-            )
             log: StreamTaskEvent = {
                 "workflowExecutionId": row["workflow_execution_id"],
                 "taskExecutionId": row["task_execution_id"],
@@ -245,8 +235,15 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
                 "level": row["level"],
                 "message": row["message"],
             }
-            items.append(Item((row["seq"], ""), key, "task_log", log))
+            items.append(Item((row["seq"], ""), _scope(row, column), "task_log", log))
     return items
+
+
+def _scope(row: Row, column: str) -> str:
+    """The scope a task row belongs to: its execution, or (standalone) the task."""
+    return str(
+        row["workflow_execution_id" if column == "workflow_execution_id" else "task_execution_id"]
+    )
 
 
 def _task_changes(row: Row, first_row: bool) -> list[tuple[int, str, StreamTaskEvent]]:
