@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Steady load for a while: does the store stay bounded?
+
+For each store this starts ``flovyn server`` and W worker processes, then triggers N
+workflows back to back (the benchmark's one-task workflow, `--concurrency` in flight)
+and samples, every `--every` seconds while they run and until all have completed:
+
+  * SQLite: the size of the WAL file and of the database file;
+  * PostgreSQL: the size of each table with its indexes (pg_total_relation_size);
+  * the server's resident memory (RSS).
+
+It prints the samples, the maximum of each, and, for PostgreSQL, the bytes per table
+per 10,000 workflows at the end.
+
+    python3 benchmarks/soak.py                           # 20000 workflows, both stores
+    python3 benchmarks/soak.py --store sqlite --workflows 40000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench.client import Api, count, create_tenant, trigger_many, wait_healthy
+from bench.processes import (
+    Resources,
+    free_port,
+    prepare_database,
+    start_server,
+    start_workers,
+    wait_workers_ready,
+)
+from bench.worker_child import FLAG, worker_child
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SCRIPT = os.path.abspath(__file__)
+MB = 1024 * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def pg_sizes(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname, pg_total_relation_size(c.oid) AS bytes FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+            "AND c.relkind = 'r' ORDER BY 2 DESC"
+        )
+    finally:
+        await conn.close()
+    return {r["relname"]: int(r["bytes"]) for r in rows}
+
+
+async def run_store(store: str, args: argparse.Namespace, res: Resources) -> list[str]:
+    tmp = res.temp_dir(prefix=f"flovyn-soak-{store}-")
+    db = await prepare_database(res, store, tmp, args.postgres_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    admin_key = "bench-admin-" + secrets.token_hex(16)
+    server = start_server(res, store, tmp, port, db.url, admin_key, None)
+    print(f"\n== {store}: server pid {server.proc.pid} on {base} ({db.label})", flush=True)
+    db_file = tmp / "flovyn.db"
+    wal_file = tmp / "flovyn.db-wal"
+    samples: list[tuple[float, int, int, int, int]] = []  # t, completed, wal, db, rss
+    async with aiohttp.ClientSession() as http:
+        api = Api(http, base)
+        await wait_healthy(api, server, 60)
+        tenant, token = await create_tenant(api, admin_key)
+        workers = start_workers(
+            res, SCRIPT, store, tmp, count=args.workers, server=base, tenant=tenant.slug,
+            token=token, max_items=args.max_items, poll_timeout=20.0,
+        )  # fmt: skip
+        await wait_workers_ready(workers, 60)
+        started = time.monotonic()
+        triggers = asyncio.create_task(trigger_many(tenant, args.workflows, args.concurrency))
+        print(f"   {'s':>6} {'completed':>10} {'WAL MB':>8} {'db MB':>8} {'RSS MB':>8}")
+        deadline = started + args.timeout
+        completed = 0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(args.every)
+            completed = await count(tenant, "COMPLETED")
+            sample = (
+                time.monotonic() - started,
+                completed,
+                file_size(wal_file),
+                file_size(db_file),
+                rss_bytes(server.proc.pid),
+            )
+            samples.append(sample)
+            t, n, wal, size, rss = sample
+            wal_text = f"{wal / MB:8.1f}" if store == "sqlite" else f"{'-':>8}"
+            size_text = f"{size / MB:8.1f}" if store == "sqlite" else f"{'-':>8}"
+            print(f"   {t:6.1f} {n:10d} {wal_text} {size_text} {rss / MB:8.1f}", flush=True)
+            if completed >= args.workflows and triggers.done():
+                break
+        trig = await triggers
+    ran = samples[-1][0] if samples else 0.0
+    print(f"   {completed} of {args.workflows} completed in {ran:.1f} s ({completed / ran:.0f}/s)")
+    if store == "sqlite":
+        print(
+            f"   max WAL {max(s[2] for s in samples) / MB:.1f} MB, "
+            f"database {samples[-1][3] / MB:.1f} MB at the end"
+        )
+    print(f"   max server RSS {max(s[4] for s in samples) / MB:.1f} MB")
+    if store == "postgres":
+        sizes = await pg_sizes(db.url)
+        per = 10_000 / max(completed, 1)
+        print("   PostgreSQL, per 10,000 workflows (table with its indexes):")
+        for name, size in sizes.items():
+            if size > 64 * 1024:
+                print(f"     {name:<22} {size * per / MB:8.1f} MB")
+        print(f"     {'all':<22} {sum(sizes.values()) * per / MB:8.1f} MB")
+    problems = []
+    if completed < args.workflows:
+        problems.append(f"only {completed} of {args.workflows} completed")
+    if trig.errors:
+        problems.append(f"trigger errors: {dict(trig.errors)}")
+    return problems
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--workflows", type=int, default=20_000)
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument("--concurrency", type=int, default=32, help="triggers in flight")
+    p.add_argument("--max-items", type=int, default=100, help="per worker, as the SDK default")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between samples")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds for all to complete")
+    p.add_argument("--postgres-url", default=os.environ.get("FLOVYN_BENCH_PG_URL", DEFAULT_PG_URL))
+    return p.parse_args(argv)
+
+
+async def amain(args: argparse.Namespace, res: Resources) -> int:
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    failed = False
+    for store in stores:
+        try:
+            problems = await run_store(store, args, res)
+        except Exception as exc:
+            problems = [str(exc)]
+        finally:
+            await res.acleanup()
+        for problem in problems:
+            print(f"   PROBLEM: {problem}", file=sys.stderr)
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [FLAG]:
+        return worker_child(argv[1:])
+    res = Resources()
+    try:
+        return asyncio.run(amain(parse_args(argv), res))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        res.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
