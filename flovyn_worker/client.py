@@ -261,6 +261,42 @@ class Client:
             read_timeout=read_timeout,
         )
 
+    async def list_workflows(
+        self,
+        *,
+        status: str | list[str] | None = None,
+        kind: str | None = None,
+        queue: str | None = None,
+        parent_id: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every execution the filters match, newest first (``GET .../workflow-
+        executions``), page after page by the list's cursor: ``async for wf in
+        client.list_workflows(status="FAILED")``. Executions created during the walk
+        are not in it; each one there when it began is yielded once. ``status`` may be
+        several; times are RFC 3339 (exclusive)."""
+        params: dict[str, Any] = {"limit": page_size}
+        if status is not None:
+            params["status"] = status if isinstance(status, str) else ",".join(status)
+        for name, value in (
+            ("kind", kind),
+            ("queue", queue),
+            ("parentId", parent_id),
+            ("createdAfter", created_after),
+            ("createdBefore", created_before),
+        ):
+            if value is not None:
+                params[name] = value
+        while True:
+            answer = await self._transport.request("GET", "/workflow-executions", params=params)
+            for item in answer["workflows"]:
+                yield item
+            if not answer.get("nextCursor"):
+                return
+            params["cursor"] = answer["nextCursor"]
+
     def stream_consolidated(
         self,
         workflow_execution_id: str,

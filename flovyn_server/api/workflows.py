@@ -10,6 +10,7 @@ from flovyn_server.domain import iso
 from flovyn_server.models.workflows import (
     AttemptList,
     ChildList,
+    CountWorkflows,
     EventList,
     EventsQuery,
     ListWorkflows,
@@ -20,6 +21,7 @@ from flovyn_server.models.workflows import (
     TriggerAnswer,
     TriggerWorkflow,
     Workflow,
+    WorkflowCounts,
     WorkflowList,
 )
 
@@ -64,6 +66,13 @@ async def list_executions(request: web.Request, query: ListWorkflows) -> web.Res
     cancellation is requested and not finished.
     """
     return json(await engine(request).workflows.list(tenant(request), query))
+
+
+@router.get(P + "/workflow-executions/counts", answers={200: WorkflowCounts})
+async def count_executions(request: web.Request, query: CountWorkflows) -> web.Response:
+    """Executions per status, for a dashboard's header: each exact up to 10,000, past
+    that an estimate (listed in `estimated`). `kind` and `queue` narrow them."""
+    return json(await engine(request).workflows.counts(tenant(request), query))
 
 
 @router.get(E, answers={200: Workflow})

@@ -17,7 +17,7 @@ from flovyn_server.domain import (
 from flovyn_server.engine import claims, eager, shapes
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.history import Event, append_and_resume, append_and_take
-from flovyn_server.engine.paging import Filters, page
+from flovyn_server.engine.paging import Filters, Order, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import stream_key, task_key
 from flovyn_server.jsonio import dumps, loads
@@ -489,20 +489,23 @@ class Tasks:
             filters.add("lower(message) LIKE ?", f"%{q.search.lower()}%")
         if q.attempt is not None:
             filters.add("attempt = ?", q.attempt)
-        lines, total = await page(
+        found = await page(
             self.store,
-            columns="id, level, message, ts, attempt",
+            columns="id, level, message, attempt",
             table="task_logs",
             filters=filters,
-            order="ts, seq",
+            order=Order("logs", ("ts", "seq"), descending=False),
             limit=q.limit,
             offset=q.offset,
+            cursor=q.cursor,
             shape=shapes.log,
         )
         return {
             "taskExecutionId": task_id,
-            "logs": lines,
-            "total": total,
+            "logs": found.items,
+            "total": found.total,
+            "totalIsEstimate": found.total_is_estimate,
             "limit": q.limit,
             "offset": q.offset,
+            "nextCursor": found.next_cursor,
         }

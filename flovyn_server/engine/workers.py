@@ -6,7 +6,7 @@ import uuid
 
 from flovyn_server.domain import not_found, now_ms
 from flovyn_server.engine import shapes
-from flovyn_server.engine.paging import Filters, page
+from flovyn_server.engine.paging import Filters, Order, page
 from flovyn_server.engine.tasks import TASK_FOR_UPDATE, end_attempt
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import stream_key, workflow_key
@@ -142,17 +142,25 @@ class Workers:
         for field, value in (("type", q.type), ("status", q.status)):
             if value is not None:
                 query.add(f"{field} = ?", value)
-        workers, total = await page(
+        found = await page(
             self.store,
             columns="*",
             table="workers",
             filters=query,
-            order="registered_at DESC, id",
+            order=Order("workers", ("registered_at", "id")),
             limit=q.limit,
             offset=q.offset,
+            cursor=q.cursor,
             shape=shapes.worker,
         )
-        return {"workers": workers, "total": total, "limit": q.limit, "offset": q.offset}
+        return {
+            "workers": found.items,
+            "total": found.total,
+            "totalIsEstimate": found.total_is_estimate,
+            "limit": q.limit,
+            "offset": q.offset,
+            "nextCursor": found.next_cursor,
+        }
 
     async def get(self, tenant: Tenant, worker_id: str) -> WorkerDetail:
         async with self.store.read() as tx:

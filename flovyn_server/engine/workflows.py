@@ -28,20 +28,34 @@ from flovyn_server.engine.history import (
     reserve_positions,
 )
 from flovyn_server.engine.idempotency import claim_key
-from flovyn_server.engine.paging import Filters, page
+from flovyn_server.engine.paging import Filters, Order, count, page
 from flovyn_server.engine.tenants import Tenant
 from flovyn_server.engine.wake import stream_key, workflow_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.workflows import (
     ChildList,
+    CountWorkflows,
     EventList,
     ListWorkflows,
     StateAnswer,
     TriggerWorkflow,
     Workflow,
+    WorkflowCounts,
     WorkflowList,
 )
 from flovyn_server.store.base import Row, Store, Tx
+
+WORKFLOW_ORDER = Order("workflows", ("created_at", "id"))  # newest first
+
+
+def _status_clause(status: WorkflowStatus) -> str:
+    """The WHERE clause of one status (a `?` for its value, but CANCELLING). CANCELLING
+    is derived (an open status with cancel_requested), so the open statuses match only
+    executions without a pending cancellation."""
+    if status == WorkflowStatus.CANCELLING:
+        return "(cancel_requested = 1 AND status IN ('PENDING', 'RUNNING', 'WAITING'))"
+    open_only = " AND cancel_requested = 0" if status in OPEN_WORKFLOW else ""
+    return f"(status = ?{open_only})"
 
 
 async def create_execution(
@@ -282,14 +296,9 @@ class Workflows:
             # statuses match only executions without a pending cancellation.
             either, values = [], []
             for status in q.status:
-                if status == WorkflowStatus.CANCELLING:
-                    either.append(
-                        "(cancel_requested = 1 AND status IN ('PENDING', 'RUNNING', 'WAITING'))"
-                    )
-                    continue
-                values.append(status.value)
-                open_only = " AND cancel_requested = 0" if status in OPEN_WORKFLOW else ""
-                either.append(f"(status = ?{open_only})")
+                either.append(_status_clause(status))
+                if status != WorkflowStatus.CANCELLING:
+                    values.append(status.value)
             query.add("(" + " OR ".join(either) + ")", *values)
         for value, column in ((q.kind, "kind"), (q.queue, "queue"), (q.parent_id, "parent_id")):
             if value is not None:
@@ -298,17 +307,47 @@ class Workflows:
             query.add("created_at > ?", epoch_ms(q.created_after))
         if q.created_before is not None:
             query.add("created_at < ?", epoch_ms(q.created_before))
-        items, total = await page(
+        found = await page(
             self.store,
             columns=shapes.SUMMARY_COLUMNS,
             table="workflow_executions",
             filters=query,
-            order="created_at DESC, id DESC",
+            order=WORKFLOW_ORDER,
             limit=q.limit,
             offset=q.offset,
+            cursor=q.cursor,
             shape=shapes.workflow_summary,
         )
-        return {"workflows": items, "total": total, "limit": q.limit, "offset": q.offset}
+        return {
+            "workflows": found.items,
+            "total": found.total,
+            "totalIsEstimate": found.total_is_estimate,
+            "limit": q.limit,
+            "offset": q.offset,
+            "nextCursor": found.next_cursor,
+        }
+
+    async def counts(self, tenant: Tenant, q: CountWorkflows) -> WorkflowCounts:
+        """Executions per status, each exact up to 10,000 (see paging.count)."""
+        counts: dict[str, int] = {}
+        estimated: list[WorkflowStatus] = []
+        async with self.store.read() as tx:
+            for status in WorkflowStatus:
+                query = Filters("tenant_id = ?", tenant.id)
+                query.add(_status_clause(status), *([] if status is WorkflowStatus.CANCELLING
+                                                    else [status.value]))  # fmt: skip
+                for value, column in ((q.kind, "kind"), (q.queue, "queue")):
+                    if value is not None:
+                        query.add(f"{column} = ?", value)
+                n, estimate = await count(tx, "workflow_executions", query, WORKFLOW_ORDER)
+                counts[status.value] = n
+                if estimate:
+                    estimated.append(status)
+        return {
+            "counts": counts,  # type: ignore[typeddict-item]  # str keys: orjson takes no enum
+            "total": sum(counts.values()),
+            "estimated": estimated,
+        }
 
     async def events(self, tenant: Tenant, workflow_id: str, since: int, limit: int) -> EventList:
         async with self.store.read() as tx:

@@ -33,11 +33,21 @@ class ErrorBody(TypedDict):
     ]
 
 
+CURSOR_DESCRIPTION = (
+    "The `nextCursor` of the previous page: the rows after it, each row once even while "
+    "new ones arrive. Not with `offset`."
+)
+Cursor = Annotated[str, Field(max_length=400, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
 class Paging(Query):
-    """`limit` (1..1000) and `offset`; lists answer with `total`, `limit` and `offset`."""
+    """`limit` (1..1000), and `cursor` (the previous page's `nextCursor`) or `offset`
+    (slow when deep); lists answer with `total` (exact up to 10,000, else an estimate
+    and `totalIsEstimate`), `limit`, `offset` and `nextCursor` (null on the last page)."""
 
     limit: int = Field(50, ge=1, le=1000, description="Items per page.")
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Items to skip.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Items to skip (slow when deep).")
+    cursor: Cursor | None = Field(None, description=CURSOR_DESCRIPTION)
 
 
 class OpenApiDocument(TypedDict):

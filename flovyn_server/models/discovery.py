@@ -35,8 +35,10 @@ class WorkerInfo(TypedDict):
 class WorkerList(TypedDict):
     workers: list[WorkerInfo]
     total: int
+    totalIsEstimate: bool
     limit: int
     offset: int
+    nextCursor: str | None
 
 
 class WorkerDetail(TypedDict):

@@ -9,7 +9,7 @@ from pydantic import AliasChoices, BeforeValidator, Field
 from typing_extensions import TypedDict
 
 from flovyn_server.domain import EventType, LogLevel, WorkflowStatus
-from flovyn_server.models.common import MAX_OFFSET, Paging
+from flovyn_server.models.common import CURSOR_DESCRIPTION, MAX_OFFSET, Cursor, Paging
 from flovyn_server.models.fields import (
     INT32_MAX,
     AttemptNumber,
@@ -117,7 +117,8 @@ class LogsQuery(Query):
     search: ShortText | None = Field(None, description="A substring, any case.")
     attempt: AttemptNumber | None = Field(None, description="Only this attempt.")
     limit: int = Field(100, ge=1, le=1000, description="Lines per page.")
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Lines to skip.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Lines to skip (slow when deep).")
+    cursor: Cursor | None = Field(None, description=CURSOR_DESCRIPTION)
 
 
 class CancelWorkflow(Body):
@@ -177,11 +178,27 @@ class WorkflowSummary(TypedDict):
     updatedAt: Time
 
 
+class CountWorkflows(Query):
+    kind: Name | None = Field(None, description="Only this workflow kind.")
+    queue: Queue | None = Field(None, description="Only this queue.")
+
+
+class WorkflowCounts(TypedDict):
+    """Executions per status (CANCELLING: cancellation requested, not finished), and
+    the statuses whose count is an estimate (past 10,000 executions)."""
+
+    counts: dict[WorkflowStatus, int]
+    total: int
+    estimated: list[WorkflowStatus]
+
+
 class WorkflowList(TypedDict):
     workflows: list[WorkflowSummary]
     total: int
+    totalIsEstimate: bool
     limit: int
     offset: int
+    nextCursor: str | None
 
 
 class Workflow(TypedDict):
@@ -274,8 +291,10 @@ class LogPage(TypedDict):
     taskExecutionId: Id
     logs: list[LogLine]
     total: int
+    totalIsEstimate: bool
     limit: int
     offset: int
+    nextCursor: str | None
 
 
 class StateAnswer(TypedDict):
