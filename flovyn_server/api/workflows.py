@@ -70,7 +70,7 @@ async def list_executions(request: web.Request, query: ListWorkflows) -> web.Res
 
 @router.get(P + "/workflow-executions/counts", answers={200: WorkflowCounts})
 async def count_executions(request: web.Request, query: CountWorkflows) -> web.Response:
-    """Executions per status, for a dashboard's header: each exact up to 10,000, past
+    """Executions per status, for a dashboard's header: each exact up to 1,000, past
     that an estimate (listed in `estimated`). `kind` and `queue` narrow them."""
     return json(await engine(request).workflows.counts(tenant(request), query))
 

@@ -9,7 +9,8 @@ slow when deep (the database counts the rows it skips).
 
 `total` is exact up to COUNT_CAP rows. Past that, counting would scan them all: the
 answer says `totalIsEstimate` and extrapolates from the time the first COUNT_CAP rows
-span to the time all of them span (lists are ordered by time, newest or oldest first).
+span to the time all of them span (lists are ordered by time, newest or oldest first),
+which is close when rows arrive at a steady pace, and off when they came in bursts.
 """
 
 from __future__ import annotations
@@ -25,26 +26,51 @@ from flovyn_server.domain import InvalidInput
 from flovyn_server.store.base import Row, Store, Tx
 
 T = TypeVar("T")
-COUNT_CAP = 10_000
+COUNT_CAP = 1000
 
 
 class Filters:
-    """WHERE clauses with their `$n` arguments, numbered as they are added."""
+    """WHERE clauses with their `$n` arguments; and maybe alternatives (`any_of`), of
+    which a row must match one."""
 
     def __init__(self, first: str, value: Any) -> None:
-        self.clauses = [first.replace("?", "$1")]
-        self.args: list[Any] = [value]
+        self._clauses: list[tuple[str, tuple[Any, ...]]] = [(first, (value,))]
+        self._alternatives: list[tuple[str, tuple[Any, ...]]] = []
 
     def add(self, clause: str, *values: Any) -> None:
         """`clause` with one `?` per value, e.g. `add("kind = ?", kind)`."""
-        for value in values:
-            self.args.append(value)
-            clause = clause.replace("?", f"${len(self.args)}", 1)
-        self.clauses.append(clause)
+        self._clauses.append((clause, values))
+
+    def any_of(self, alternatives: list[tuple[str, list[Any]]]) -> None:
+        """Rows must match one of these clauses (each with its `?` values). With more
+        than one, a page reads each in its own index order and merges them: an OR
+        would make the database sort every row that matches."""
+        if len(alternatives) == 1:
+            self.add(alternatives[0][0], *alternatives[0][1])
+        else:
+            self._alternatives = [(clause, tuple(values)) for clause, values in alternatives]
 
     @property
-    def where(self) -> str:
-        return " AND ".join(self.clauses)
+    def parts(self) -> list[Filters]:
+        """One Filters per alternative (or this one, without alternatives)."""
+        if not self._alternatives:
+            return [self]
+        parts = []
+        for clause, values in self._alternatives:
+            part = Filters.__new__(Filters)
+            part._clauses, part._alternatives = [*self._clauses, (clause, values)], []
+            parts.append(part)
+        return parts
+
+    def render(self, first: int = 1) -> tuple[str, list[Any]]:
+        """The WHERE (alternatives aside) with placeholders from `$first`, and its args."""
+        where, args = [], []
+        for clause, values in self._clauses:
+            for value in values:
+                args.append(value)
+                clause = clause.replace("?", f"${first + len(args) - 1}", 1)
+            where.append(clause)
+        return " AND ".join(where), args
 
 
 @dataclass(frozen=True)
@@ -115,17 +141,28 @@ async def page(
 ) -> Page[T]:
     if cursor is not None and offset:
         raise _bad("offset", "cursor and offset exclude each other: pass one")
-    where, args = filters.where, list(filters.args)
     order_columns = ", ".join(order.columns)
-    if cursor is not None:
-        after = decode_cursor(order, cursor)
-        marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(after)))
-        args += after
-        where += f" AND ({order_columns}) {'<' if order.descending else '>'} ({marks})"
+    after = [] if cursor is None else decode_cursor(order, cursor)
+    listed = {c.strip() for c in columns.split(",")}
+    missing = [c for c in order.columns if c not in listed and "*" not in listed]
+    selected = ", ".join([columns, *missing])  # the cursor needs the order's columns
+    window = f"ORDER BY {order.sql} LIMIT {int(limit) + 1 + int(offset)}"
+    parts: list[str] = []
+    args: list[Any] = []
+    for i, part in enumerate(filters.parts):
+        where, values = part.render(len(args) + 1)
+        args += values
+        if after:
+            marks = ", ".join(f"${len(args) + j + 1}" for j in range(len(after)))
+            args += after
+            where += f" AND ({order_columns}) {'<' if order.descending else '>'} ({marks})"
+        parts.append(
+            f"SELECT * FROM (SELECT {selected} FROM {table} WHERE {where} {window}) AS part{i}"
+        )
     async with store.read() as tx:
         rows = await tx.fetch(
-            f"SELECT {columns}, {order_columns} FROM {table} WHERE {where} "
-            f"ORDER BY {order.sql} LIMIT {int(limit) + 1} OFFSET {int(offset)}",
+            " UNION ALL ".join(parts)
+            + f" ORDER BY {order.sql} LIMIT {int(limit) + 1} OFFSET {int(offset)}",
             *args,
         )
         total, estimate = await count(tx, table, filters, order)
@@ -137,7 +174,16 @@ async def page(
 
 async def count(tx: Tx, table: str, filters: Filters, order: Order) -> tuple[int, bool]:
     """The rows `filters` match, and whether that is an estimate: see the module."""
-    where, args = filters.where, filters.args
+    total, estimate = 0, False
+    for part in filters.parts:  # alternatives exclude each other: their counts add up
+        where, args = part.render()
+        n, guessed = await _count(tx, table, where, args, order)
+        total, estimate = total + n, estimate or guessed
+    return total, estimate
+
+
+async def _count(tx: Tx, table: str, where: str, args: list[Any], order: Order) -> tuple[int, bool]:
+    time = order.columns[0]
     counted = int(
         await tx.fetchval(
             f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} "
@@ -147,22 +193,14 @@ async def count(tx: Tx, table: str, filters: Filters, order: Order) -> tuple[int
     )
     if counted <= COUNT_CAP:
         return counted, False
-    time = order.columns[0]
-    row = await tx.fetchrow(
-        f"SELECT {time} AS at FROM {table} WHERE {where} ORDER BY {order.sql} "
-        f"LIMIT 1 OFFSET {COUNT_CAP - 1}",
-        *args,
-    )
-    edge = await tx.fetchval(
-        f"SELECT {time} FROM {table} WHERE {where} "
-        f"ORDER BY {time}{'' if order.descending else ' DESC'} LIMIT 1",
-        *args,
-    )
-    first = await tx.fetchval(
-        f"SELECT {time} FROM {table} WHERE {where} ORDER BY {order.sql} LIMIT 1", *args
-    )
-    if row is None or edge is None or first is None:
+    # Only the time column: the index of the filter and the time answers these alone.
+    newest, oldest = (" DESC", "") if order.descending else ("", " DESC")
+    head = f"SELECT {time} FROM {table} WHERE {where} ORDER BY {time}"
+    first = await tx.fetchval(f"{head}{newest} LIMIT 1", *args)
+    near_edge = await tx.fetchval(f"{head}{newest} LIMIT 1 OFFSET {COUNT_CAP - 1}", *args)
+    far_edge = await tx.fetchval(f"{head}{oldest} LIMIT 1", *args)
+    if first is None or near_edge is None or far_edge is None:
         return counted, True
-    near = abs(int(row["at"]) - int(first)) or 1
-    far = abs(int(edge) - int(first))
+    near = abs(int(near_edge) - int(first)) or 1
+    far = abs(int(far_edge) - int(first))
     return max(COUNT_CAP + 1, round(COUNT_CAP * far / near)), True

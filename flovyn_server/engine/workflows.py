@@ -294,12 +294,12 @@ class Workflows:
         if q.status:
             # CANCELLING is derived (an open status with cancel_requested), so the open
             # statuses match only executions without a pending cancellation.
-            either, values = [], []
-            for status in q.status:
-                either.append(_status_clause(status))
-                if status != WorkflowStatus.CANCELLING:
-                    values.append(status.value)
-            query.add("(" + " OR ".join(either) + ")", *values)
+            query.any_of(
+                [
+                    (_status_clause(s), [] if s == WorkflowStatus.CANCELLING else [s.value])
+                    for s in dict.fromkeys(q.status)  # once each, so counts add up
+                ]
+            )
         for value, column in ((q.kind, "kind"), (q.queue, "queue"), (q.parent_id, "parent_id")):
             if value is not None:
                 query.add(f"{column} = ?", value)
@@ -328,7 +328,7 @@ class Workflows:
         }
 
     async def counts(self, tenant: Tenant, q: CountWorkflows) -> WorkflowCounts:
-        """Executions per status, each exact up to 10,000 (see paging.count)."""
+        """Executions per status, each exact up to 1,000 (see paging.count)."""
         counts: dict[str, int] = {}
         estimated: list[WorkflowStatus] = []
         async with self.store.read() as tx:

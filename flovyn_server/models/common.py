@@ -42,7 +42,7 @@ Cursor = Annotated[str, Field(max_length=400, pattern=r"^[A-Za-z0-9_-]+$")]
 
 class Paging(Query):
     """`limit` (1..1000), and `cursor` (the previous page's `nextCursor`) or `offset`
-    (slow when deep); lists answer with `total` (exact up to 10,000, else an estimate
+    (slow when deep); lists answer with `total` (exact up to 1,000, else an estimate
     and `totalIsEstimate`), `limit`, `offset` and `nextCursor` (null on the last page)."""
 
     limit: int = Field(50, ge=1, le=1000, description="Items per page.")

@@ -185,7 +185,7 @@ class CountWorkflows(Query):
 
 class WorkflowCounts(TypedDict):
     """Executions per status (CANCELLING: cancellation requested, not finished), and
-    the statuses whose count is an estimate (past 10,000 executions)."""
+    the statuses whose count is an estimate (past 1,000 executions)."""
 
     counts: dict[WorkflowStatus, int]
     total: int

@@ -47,6 +47,15 @@ async def test_cursor_walk_sees_each_row_once_while_rows_arrive(flovyn: Flovyn) 
     assert {w["id"] for w in kind} == {b for i, b in enumerate(before) if i % 3 == 1}
     status = await walk(f, {"limit": "4", "status": "PENDING", "kind": "list-2"})
     assert {w["id"] for w in status} == {b for i, b in enumerate(before) if i % 3 == 2}
+    # Several statuses: each read in its own order, merged; their counts add up.
+    await f.ok("POST", f"P/workflow-executions/{before[2]}/cancel", {})
+    both = await walk(f, {"limit": "3", "status": "PENDING,CANCELLED", "kind": "list-2"})
+    assert [w["id"] for w in both] == [w["id"] for w in status]  # the same rows, in order
+    assert {w["status"] for w in both} == {"PENDING", "CANCELLED"}
+    answer = await f.ok(
+        "GET", "P/workflow-executions", params={"status": "CANCELLED,PENDING", "kind": "list-2"}
+    )
+    assert answer["total"] == len(both)
     # total counts the rows the filter matches.
     answer = await f.ok("GET", "P/workflow-executions", params={"kind": "list-1", "limit": "1"})
     assert answer["total"] == len(kind) and answer["nextCursor"] is not None
