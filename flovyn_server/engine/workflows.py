@@ -9,7 +9,6 @@ from typing import Any
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
-    OPEN_WORKFLOW,
     EventType,
     InvalidInput,
     WorkflowStatus,
@@ -50,12 +49,12 @@ WORKFLOW_ORDER = Order("workflows", ("created_at", "id"))  # newest first
 
 def _status_clause(status: WorkflowStatus) -> str:
     """The WHERE clause of one status (a `?` for its value, but CANCELLING). CANCELLING
-    is derived (an open status with cancel_requested), so the open statuses match only
-    executions without a pending cancellation."""
+    is derived: an open status with `cancel_requested`, which is cleared when an
+    execution ends. So every other status is `cancel_requested = 0`, as the status
+    index is (see migration 0003)."""
     if status == WorkflowStatus.CANCELLING:
-        return "(cancel_requested = 1 AND status IN ('PENDING', 'RUNNING', 'WAITING'))"
-    open_only = " AND cancel_requested = 0" if status in OPEN_WORKFLOW else ""
-    return f"(status = ?{open_only})"
+        return "cancel_requested = 1"
+    return "(status = ? AND cancel_requested = 0)"
 
 
 async def create_execution(
@@ -134,7 +133,8 @@ async def finish(
     positions, first = reserve_positions(tx, len(events), 7)
     row_after = await tx.fetchrow(
         "UPDATE workflow_executions SET status = $2, output = $3, error = $4, completed_at = $5, "
-        "updated_at = $5, resume_requested = 0, current_sequence = current_sequence + $6, "
+        "updated_at = $5, resume_requested = 0, cancel_requested = 0, "
+        "current_sequence = current_sequence + $6, "
         f"{positions} "
         "WHERE id = $1 RETURNING current_sequence, stream_pos",
         row["id"],

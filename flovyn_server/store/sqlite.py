@@ -43,6 +43,21 @@ CHECKPOINT_WAL_BYTES = 40 * 1024 * 1024
 CHECKPOINT_BUSY_MS = 100  # a checkpoint waits this long at most for readers to move on
 
 
+ANALYSE_EVERY_S = 3600.0
+
+
+def _analyse(conn: sqlite3.Connection) -> None:
+    """Refresh the planner's statistics from a sample of each index (milliseconds on a
+    million rows): without them SQLite picks the index of a list's first column rather
+    than the one that serves its filter and order. (`PRAGMA optimize` of this SQLite
+    version skips tables a connection has not queried.)"""
+    try:
+        conn.execute("PRAGMA analysis_limit=1000")
+        conn.execute("ANALYZE")
+    except sqlite3.Error as exc:  # busy now; the next round does it
+        log.debug("SQLite optimize skipped: %s", exc)
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -200,9 +215,14 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
         wal = Path(self._path + "-wal")
         last = time.monotonic()
+        analysed = 0.0  # at once: the planner's statistics, for lists (see `_analyse`)
         try:
             while True:
                 await asyncio.sleep(CHECKPOINT_POLL_S)
+                if time.monotonic() - analysed >= ANALYSE_EVERY_S:
+                    analysed = time.monotonic()
+                    async with self._write_lock:
+                        await asyncio.to_thread(_analyse, conn)
                 if (
                     time.monotonic() - last < CHECKPOINT_EVERY_S
                     and _size(wal) < CHECKPOINT_WAL_BYTES
