@@ -106,7 +106,26 @@ async def list_executions(tenant: Tenant, params: dict[str, str]) -> dict[str, A
     return dict(data)
 
 
+OPEN = "PENDING,RUNNING,WAITING,CANCELLING"
+
+
 async def count(tenant: Tenant, status: str) -> int:
+    """Executions with this status (or these, comma-separated), exactly: the list's
+    `total` is an estimate past 1,000, and then this walks the list by its cursor."""
+    data = await list_executions(tenant, {"status": status, "limit": "1"})
+    if not data.get("totalIsEstimate"):
+        return int(data["total"])
+    n, params = 0, {"status": status, "limit": "1000"}
+    while True:
+        data = await list_executions(tenant, params)
+        n += len(data["workflows"])
+        if not data.get("nextCursor"):
+            return n
+        params["cursor"] = data["nextCursor"]
+
+
+async def rough_count(tenant: Tenant, status: str) -> int:
+    """The list's `total`: exact up to 1,000, an estimate (always above) past that."""
     data = await list_executions(tenant, {"status": status, "limit": "1"})
     return int(data["total"])
 
@@ -162,18 +181,23 @@ async def wait_completed(
     failed = 0
     polls = 0
     while True:
-        completed = await count(tenant, "COMPLETED")
-        if completed >= target:
-            return True, completed, failed
+        # Waiting on the open ones: their count is exact while it is small (and 0 at the
+        # end), where a count of COMPLETED past 1,000 is an estimate.
+        still_open = await rough_count(tenant, OPEN)
+        if still_open == 0:
+            completed = await count(tenant, "COMPLETED")
+            failed = await count(tenant, "FAILED")
+            if completed >= target or failed:
+                return completed >= target and not failed, completed, failed
         polls += 1
         if polls % 5 == 0:
-            failed = await count(tenant, "FAILED")
+            failed = await rough_count(tenant, "FAILED")
             if failed:
-                return False, completed, failed
+                return False, await count(tenant, "COMPLETED"), failed
         now = time.monotonic()
         if now > deadline:
-            return False, completed, failed
+            return False, await count(tenant, "COMPLETED"), failed
         if not quiet and now - last_print >= 2.0:
-            print(f"    ... {completed}/{target} completed after {now - started:.1f}s", flush=True)
+            print(f"    ... {still_open} still open after {now - started:.1f}s", flush=True)
             last_print = now
         await asyncio.sleep(POLL_INTERVAL_S)

@@ -36,7 +36,8 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 _ROW_LOCK = re.compile(r"\s+FOR\s+(?:UPDATE|SHARE|KEY\s+SHARE)(?:\s+SKIP\s+LOCKED)?\b")
 _GREATEST = re.compile(r"\bGREATEST\(")  # SQLite's two-argument max() is the same
 _BUSY_TIMEOUT_MS = 5000
-# A checkpoint every second, or sooner once the WAL holds CHECKPOINT_WAL_BYTES.
+# A checkpoint beside the writer every second; one that empties the WAL (holding the
+# write lock) once it holds CHECKPOINT_WAL_BYTES.
 CHECKPOINT_EVERY_S = 1.0
 CHECKPOINT_POLL_S = 0.05
 CHECKPOINT_WAL_BYTES = 40 * 1024 * 1024
@@ -205,11 +206,12 @@ class SqliteStore(Store):
 
         A checkpoint that runs beside the writer never catches up with it under steady
         load, and the WAL only starts over once one has copied every frame: it grew by
-        about 60 KB a workflow, without end. So each checkpoint, after a first pass beside
-        the writer, holds the write lock (this process's writes wait, the event loop
-        does not) to copy the frames left and truncate the file, every second or once the WAL reaches CHECKPOINT_WAL_BYTES.
-        Readers of an older snapshot make it wait at most CHECKPOINT_BUSY_MS (then it
-        copies what it can and the next round finishes).
+        about 60 KB a workflow, without end. So every second a checkpoint copies what it
+        can beside the writer, and once the WAL reaches CHECKPOINT_WAL_BYTES one also
+        holds the write lock (this process's writes wait, the event loop does not) to
+        copy the frames left and truncate the file. Readers of an older snapshot make it
+        wait at most CHECKPOINT_BUSY_MS (then it copies what it can; the next round
+        finishes).
         """
         conn = await asyncio.to_thread(_connect, self._path)
         conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
@@ -223,18 +225,17 @@ class SqliteStore(Store):
                     analysed = time.monotonic()
                     async with self._write_lock:
                         await asyncio.to_thread(_analyse, conn)
-                if (
-                    time.monotonic() - last < CHECKPOINT_EVERY_S
-                    and _size(wal) < CHECKPOINT_WAL_BYTES
-                ):
+                full = _size(wal) >= CHECKPOINT_WAL_BYTES
+                if not full and time.monotonic() - last < CHECKPOINT_EVERY_S:
                     continue
                 last = time.monotonic()
                 try:
-                    # Most frames are copied beside the writer; holding the write lock,
-                    # the rest, and the WAL is emptied.
+                    # Most frames are copied beside the writer; once the WAL is big, the
+                    # rest too, holding the write lock, and the WAL is emptied.
                     await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-                    async with self._write_lock:
-                        await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
+                    if full:
+                        async with self._write_lock:
+                            await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as exc:  # busy now; the next round catches up
                     log.debug("WAL checkpoint skipped: %s", exc)
         finally:
