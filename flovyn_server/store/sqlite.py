@@ -20,7 +20,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -57,6 +57,18 @@ def _analyse(conn: sqlite3.Connection) -> None:
         conn.execute("ANALYZE")
     except sqlite3.Error as exc:  # busy now; the next round does it
         log.debug("SQLite optimize skipped: %s", exc)
+
+
+async def _finishing(fn: Callable[..., object], *args: object) -> None:
+    """Run `fn(*args)` in a thread. Cancelled (the store closes), wait for the thread
+    all the same: the connection it uses is closed next, and closing it under a running
+    statement crashes the process."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 def _size(path: Path) -> int:
@@ -224,7 +236,7 @@ class SqliteStore(Store):
                 if time.monotonic() - analysed >= ANALYSE_EVERY_S:
                     analysed = time.monotonic()
                     async with self._write_lock:
-                        await asyncio.to_thread(_analyse, conn)
+                        await _finishing(_analyse, conn)
                 full = _size(wal) >= CHECKPOINT_WAL_BYTES
                 if not full and time.monotonic() - last < CHECKPOINT_EVERY_S:
                     continue
@@ -232,10 +244,10 @@ class SqliteStore(Store):
                 try:
                     # Most frames are copied beside the writer; once the WAL is big, the
                     # rest too, holding the write lock, and the WAL is emptied.
-                    await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    await _finishing(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
                     if full:
                         async with self._write_lock:
-                            await asyncio.to_thread(conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
+                            await _finishing(conn.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as exc:  # busy now; the next round catches up
                     log.debug("WAL checkpoint skipped: %s", exc)
         finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from flovyn_server.store import Store, open_store
+from flovyn_server.store import sqlite as sqlite_store
 from flovyn_server.store.base import migrations
 from flovyn_server.store.sqlite import translate
 from tests.integration.helpers import eventually
@@ -475,3 +478,23 @@ async def test_group_commit_runs_a_deadlock_victim_again(store: Store) -> None:
 
     assert await group.run("lane", operation) == "done"
     assert len(tries) == 3 and await tenant_slugs(store) == ["d3"]  # the victims rolled back
+
+
+async def test_sqlite_closes_after_its_background_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's statistics and checkpoints run in a thread on their own connection;
+    closing the store meanwhile waits for them: closing that connection under a running
+    statement crashed the process."""
+    finished: list[bool] = []
+
+    def slow_statistics(conn: sqlite3.Connection) -> None:
+        time.sleep(0.3)  # still at work when the store closes
+        conn.execute("SELECT count(*) FROM workflow_executions").fetchone()
+        finished.append(True)
+
+    monkeypatch.setattr(sqlite_store, "_analyse", slow_statistics)
+    store = await open_store(f"sqlite:///{tmp_path / 'closing.db'}")
+    await asyncio.sleep(0.1)  # the first pass has begun
+    await store.close()
+    assert finished == [True]
