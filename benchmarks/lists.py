@@ -12,7 +12,6 @@ times each request over REST: the p50 of 15 (after one warm-up), in milliseconds
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import statistics
@@ -27,7 +26,7 @@ import asyncpg
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench.client import Api, create_tenant, wait_healthy
-from bench.processes import Resources, free_port, prepare_database, start_server
+from bench.processes import Resources, bench_main, free_port, prepare_database, start_server
 
 from flovyn_server.store.base import open_store
 
@@ -139,7 +138,7 @@ async def timed(api: Api, path: str, params: dict[str, str], key: str) -> tuple[
     return statistics.median(times), body
 
 
-async def run_store(store: str, args: argparse.Namespace, res: Resources) -> None:
+async def run_store(store: str, args: argparse.Namespace, res: Resources) -> list[str]:
     tmp = res.temp_dir(prefix=f"flovyn-lists-{store}-")
     db = await prepare_database(res, store, tmp, args.postgres_url)
     port = free_port()
@@ -189,6 +188,7 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> Non
             total = body.get("total", "")
             mark = " (estimate)" if body.get("totalIsEstimate") or body.get("estimated") else ""
             print(f"   {label:<40} {ms:8.1f}   {total}{mark}", flush=True)
+    return []
 
 
 async def timed_once(api: Api, path: str, params: dict[str, str], key: str) -> tuple[float, Any]:
@@ -213,24 +213,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def amain(args: argparse.Namespace, res: Resources) -> int:
-    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
-    for store in stores:
-        try:
-            await run_store(store, args, res)
-        finally:
-            await res.acleanup()
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    res = Resources()
-    try:
-        return asyncio.run(amain(parse_args(sys.argv[1:] if argv is None else argv), res))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        res.cleanup()
+    return bench_main(argv, parse_args, run_store)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,13 @@ from bench.client import Api, Tenant, create_tenant, trigger_many, wait_healthy
 from bench.measure import percentile
 from bench.processes import (
     Resources,
+    bench_main,
     free_port,
     prepare_database,
     start_server,
     start_workers,
     wait_workers_ready,
 )
-from bench.worker_child import FLAG, worker_child
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCRIPT = os.path.abspath(__file__)
@@ -253,33 +253,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def amain(args: argparse.Namespace, res: Resources) -> int:
-    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
-    failed = False
-    for store in stores:
-        try:
-            problems = await run_store(store, args, res)
-        except Exception as exc:
-            problems = [str(exc)]
-        finally:
-            await res.acleanup()
-        for problem in problems:
-            print(f"   PROBLEM: {problem}", file=sys.stderr)
-        failed = failed or bool(problems)
-    return 1 if failed else 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [FLAG]:
-        return worker_child(argv[1:])
-    res = Resources()
-    try:
-        return asyncio.run(amain(parse_args(argv), res))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        res.cleanup()
+    return bench_main(argv, parse_args, run_store)
 
 
 if __name__ == "__main__":

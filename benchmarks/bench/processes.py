@@ -6,6 +6,7 @@ store) or ``cleanup()`` (the last resort after Ctrl-C) stops and removes it all.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import secrets
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
-from .worker_child import FLAG, TOKEN_ENV
+from .worker_child import FLAG, TOKEN_ENV, worker_child
 
 
 @dataclass
@@ -212,3 +214,44 @@ async def wait_workers_ready(workers: list[Child], within: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{pending[0].name} not registered:\n{pending[0].log_tail()}")
         await asyncio.sleep(0.05)
+
+
+# -- one entry point for the per-store benchmarks -------------------------------------------
+
+RunStore = Callable[[str, argparse.Namespace, Resources], Awaitable[list[str]]]
+
+
+async def each_store(args: argparse.Namespace, res: Resources, run_store: RunStore) -> int:
+    """`run_store` for each store `args.store` names; 1 if any reported a problem."""
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    failed = False
+    for store in stores:
+        try:
+            problems = await run_store(store, args, res)
+        except Exception as exc:
+            problems = [str(exc)]
+        finally:
+            await res.acleanup()
+        for problem in problems:
+            print(f"   PROBLEM: {problem}", file=sys.stderr)
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+def bench_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str]], argparse.Namespace],
+    run_store: RunStore,
+) -> int:
+    """A benchmark script's main: the worker child when started as one (see
+    `start_workers`), else `run_store` on each store."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [FLAG]:
+        return worker_child(argv[1:])
+    res = Resources()
+    try:
+        return asyncio.run(each_store(parse_args(argv), res, run_store))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        res.cleanup()
