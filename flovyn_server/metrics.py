@@ -28,6 +28,11 @@ WORKFLOWS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EXECUTIONS_REMOVED = Counter(
+    "flovyn_executions_removed_total",
+    "Finished workflow executions removed past their retention (children included)",
+    registry=REGISTRY,
+)
 TASKS = Counter(
     "flovyn_tasks_total",
     "Task executions by outcome (created, completed, failed, retried, cancelled)",

@@ -33,6 +33,9 @@ class Settings:
     # How long task progress reports, stream data and tenant-feed changes are kept for
     # streams to replay (histories, task attempts and logs live as long as executions).
     stream_retention_s: int = 7 * 24 * 3600
+    # Finished executions are removed this long after they ended (None: kept forever);
+    # a tenant's own retentionSeconds overrides it.
+    execution_retention_s: int | None = None
 
     @property
     def database_url(self) -> str:
@@ -67,6 +70,8 @@ class Settings:
             s.stream_keepalive_s = float(v)
         if v := env.get("FLOVYN_STREAM_RETENTION_S"):
             s.stream_retention_s = int(v)
+        if v := env.get("FLOVYN_EXECUTION_RETENTION_S"):
+            s.execution_retention_s = int(v)
         for key, value in overrides.items():
             if value is not None:
                 if key == "data_dir":

@@ -38,5 +38,11 @@ class Engine:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
         )
         self.scheduler = Scheduler(
-            store, self.hub, self.workers, stream_retention_ms=settings.stream_retention_s * 1000
+            store,
+            self.hub,
+            self.workers,
+            stream_retention_ms=settings.stream_retention_s * 1000,
+            execution_retention_ms=None
+            if settings.execution_retention_s is None
+            else settings.execution_retention_s * 1000,
         )

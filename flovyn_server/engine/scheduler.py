@@ -1,5 +1,5 @@
 """The due-work loop: timers, promise deadlines, task timeouts, worker liveness, and the
-pruning of stream rows past their retention.
+pruning of stream rows and finished executions past their retention.
 
 Due rows are claimed with `FOR UPDATE SKIP LOCKED` and changed in the same
 transaction, so with several server processes on one PostgreSQL database each timer
@@ -14,6 +14,7 @@ import logging
 
 from flovyn_server import metrics
 from flovyn_server.domain import EventType, now_ms
+from flovyn_server.engine import retention
 from flovyn_server.engine.history import append_and_resume
 from flovyn_server.engine.wake import DUE_KEY, WakeHub
 from flovyn_server.engine.workers import Workers, time_out
@@ -32,12 +33,19 @@ RETAINED = ("stream_events", "feed_changes")
 
 class Scheduler:
     def __init__(
-        self, store: Store, hub: WakeHub, workers: Workers, *, stream_retention_ms: int
+        self,
+        store: Store,
+        hub: WakeHub,
+        workers: Workers,
+        *,
+        stream_retention_ms: int,
+        execution_retention_ms: int | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.workers = workers
         self.stream_retention_ms = stream_retention_ms
+        self.execution_retention_ms = execution_retention_ms
         self._last_gauges = 0
         self._last_reap = 0
         self._last_prune = 0
@@ -80,6 +88,7 @@ class Scheduler:
         if now - self._last_prune >= PRUNE_EVERY_MS:
             self._last_prune = now
             await self.prune_streams(now - self.stream_retention_ms)
+            await retention.prune(self.store, self.execution_retention_ms, now)
         if full:
             return 0.0
         upcoming = [t for t in due.values() if t is not None and t > now]

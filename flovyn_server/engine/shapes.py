@@ -32,6 +32,7 @@ def tenant(row: Row) -> TenantAnswer:
         "slug": row["slug"],
         "tier": row["tier"],
         "region": row["region"],
+        "retentionSeconds": row["retention_seconds"],
         "createdAt": iso(row["created_at"]),
     }
 

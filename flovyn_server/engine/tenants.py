@@ -64,11 +64,13 @@ class Tenants:
             "tier": req.tier,
             "region": req.region,
             "created_at": now_ms(),
+            "retention_seconds": req.retention_seconds,
         }
         async with self.store.transaction() as tx:
             inserted = await tx.execute(
-                "INSERT INTO tenants (id, name, slug, tier, region, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (slug) DO NOTHING",
+                "INSERT INTO tenants (id, name, slug, tier, region, created_at, "
+                "retention_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                "ON CONFLICT (slug) DO NOTHING",
                 *row.values(),
             )
         if not inserted:

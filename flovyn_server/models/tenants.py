@@ -17,6 +17,13 @@ class CreateTenant(Body):
     slug: Slug = Field(examples=["acme"])
     tier: Tier = "FREE"
     region: Name | None = None
+    retention_seconds: int | None = Field(
+        None,
+        ge=60,
+        le=10 * 366 * 86400,
+        description="How long finished executions are kept (seconds); by default the "
+        "server's FLOVYN_EXECUTION_RETENTION_S, which keeps them forever unless set.",
+    )
 
 
 class CreateCredential(Body):
@@ -29,6 +36,7 @@ class TenantAnswer(TypedDict):
     slug: str
     tier: Tier
     region: str | None
+    retentionSeconds: int | None
     createdAt: Time
 
 
