@@ -203,17 +203,9 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
             hi,
         ):
             data = loads(row["data"])
-            progress: StreamTaskEvent = {
-                "workflowExecutionId": row["workflow_execution_id"],
-                "taskExecutionId": row["task_execution_id"],
-                "type": "task_progress",
-                "timestamp": iso(row["created_at"]),
-                "kind": row["kind"],
-                "status": "RUNNING",
-                "attempt": data["attempt"],
-                "progress": data["progress"],
-                "details": data["details"],
-            }
+            progress = _running(row, "task_progress", row["created_at"], data["attempt"])
+            progress["progress"] = data["progress"]
+            progress["details"] = data["details"]
             items.append(Item((row["pos"], ""), _scope(row, column), "task_progress", progress))
         for row in await tx.fetch(
             "SELECT l.task_execution_id, l.attempt, l.level, l.message, l.ts, l.seq, "
@@ -224,19 +216,24 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
             lo,
             hi,
         ):
-            log: StreamTaskEvent = {
-                "workflowExecutionId": row["workflow_execution_id"],
-                "taskExecutionId": row["task_execution_id"],
-                "type": "task_log",
-                "timestamp": iso(row["ts"]),
-                "kind": row["kind"],
-                "status": "RUNNING",
-                "attempt": row["attempt"],
-                "level": row["level"],
-                "message": row["message"],
-            }
+            log = _running(row, "task_log", row["ts"], row["attempt"])
+            log["level"] = row["level"]
+            log["message"] = row["message"]
             items.append(Item((row["seq"], ""), _scope(row, column), "task_log", log))
     return items
+
+
+def _running(row: Row, name: str, at: int, attempt: int) -> StreamTaskEvent:
+    """An event of a running attempt (a progress report, a log line)."""
+    return {
+        "workflowExecutionId": row["workflow_execution_id"],
+        "taskExecutionId": row["task_execution_id"],
+        "type": name,  # type: ignore[typeddict-item]
+        "timestamp": iso(at),
+        "kind": row["kind"],
+        "status": "RUNNING",
+        "attempt": attempt,
+    }
 
 
 def _scope(row: Row, column: str) -> str:
