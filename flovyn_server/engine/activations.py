@@ -20,7 +20,7 @@ from flovyn_server.engine.history import Event, insert_events, load_histories, r
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.tasks import insert_task
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import DUE_KEY, workflow_key
+from flovyn_server.engine.wake import DUE_KEY, status_changed, workflow_key
 from flovyn_server.engine.workflows import create_execution, ended, finish
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.worker import (
@@ -155,7 +155,7 @@ class Activations:
             raise stale_activation(activation, workflow_id)
         if handover is not None:
             handover.online = bool(row["online"])
-        tx.feed(tenant.id, workflow_id)
+        status_changed(tx, tenant.id, workflow_id)
         return row
 
     async def submit(self, tenant: Tenant, workflow_id: str, req: Submit) -> SubmitAnswer:

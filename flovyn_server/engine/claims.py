@@ -52,7 +52,7 @@ async def claim(
     """
     marks = ", ".join(f"${i + 6}" for i in range(len(kinds)))
     args: list[Any] = [worker_id, now, tenant_id, queue, limit, *kinds]
-    rows = await tx.fetch(
+    return await tx.fetch(
         f"UPDATE {table} SET status = 'RUNNING', worker_id = $1, updated_at = $2, {assign} "
         f"FROM (SELECT id AS picked_id FROM {table} WHERE tenant_id = $3 AND queue = $4 "
         f"AND status = 'PENDING' AND kind IN ({marks}){due} ORDER BY {order} LIMIT $5 "
@@ -60,4 +60,3 @@ async def claim(
         f"WHERE EXISTS {worker_online('$1', '$3')} AND id = picked_id RETURNING {returning}",
         *args,
     )
-    return rows

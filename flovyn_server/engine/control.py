@@ -16,7 +16,7 @@ from flovyn_server.domain import (
 )
 from flovyn_server.engine.history import Event, append_and_resume, append_events, resume
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import workflow_key
+from flovyn_server.engine.wake import status_changed, workflow_key
 from flovyn_server.engine.workflows import finish
 from flovyn_server.jsonio import dumps
 from flovyn_server.models.fields import Uuid
@@ -109,7 +109,7 @@ async def cancel_execution(
         )
         return "CANCELLED", cancelled_children
     await tx.execute("UPDATE workflow_executions SET cancel_requested = 1 WHERE id = $1", row["id"])
-    tx.feed(row["tenant_id"], row["id"])
+    status_changed(tx, row["tenant_id"], row["id"])
     await resume(tx, row["id"], now)
     return "CANCELLING", cancelled_children
 
@@ -152,7 +152,7 @@ class Control:
                 attempt,
                 now,
             )
-            tx.feed(tenant.id, row["id"])
+            status_changed(tx, tenant.id, row["id"])
             tx.notify(workflow_key(tenant.id, row["queue"]))
         return {
             "workflowExecutionId": row["id"],

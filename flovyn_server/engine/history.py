@@ -16,7 +16,7 @@ from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine import shapes
 from flovyn_server.engine.eager import Offer
 from flovyn_server.engine.shapes import ACTIVATION_COLUMNS
-from flovyn_server.engine.wake import stream_key, workflow_key
+from flovyn_server.engine.wake import status_changed, stream_key, workflow_key
 from flovyn_server.jsonio import dumps
 from flovyn_server.models.worker import Activation
 from flovyn_server.models.workflows import HistoryEvent
@@ -158,7 +158,7 @@ async def _append(
         int(row["stream_pos"]),
     )
     if wake:
-        tx.feed(row["tenant_id"], workflow_id)  # WAITING may have become PENDING
+        status_changed(tx, row["tenant_id"], workflow_id)  # WAITING may have become PENDING
         if row["status"] == "PENDING":
             tx.notify(workflow_key(row["tenant_id"], row["queue"]))
     return row

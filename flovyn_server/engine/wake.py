@@ -12,6 +12,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 
+from flovyn_server.store.base import Tx
+
 
 def workflow_key(tenant_id: str, queue: str) -> str:
     return f"wf:{tenant_id}:{queue}"
@@ -22,8 +24,15 @@ def task_key(tenant_id: str, queue: str) -> str:
 
 
 def stream_key(tenant_id: str) -> str:
-    """Events were appended to a workflow history of this tenant (streams re-read)."""
+    """Something a stream shows changed in this tenant (streams re-read)."""
     return f"ev:{tenant_id}"
+
+
+def status_changed(tx: Tx, tenant_id: str, execution_id: str) -> None:
+    """The execution's status changed (or may have): the tenant feed shows it (a
+    `feed_changes` row of the transaction) and its streams read again."""
+    tx.feed(tenant_id, execution_id)
+    tx.notify(stream_key(tenant_id))
 
 
 DUE_KEY = "due"  # the scheduler loop: a timer or deadline earlier than it knew of

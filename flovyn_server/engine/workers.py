@@ -9,7 +9,7 @@ from flovyn_server.engine import shapes
 from flovyn_server.engine.paging import Filters, Order, page
 from flovyn_server.engine.tasks import TASK_FOR_UPDATE, end_attempt
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import stream_key, workflow_key
+from flovyn_server.engine.wake import status_changed, workflow_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.discovery import ListWorkers, WorkerDetail, WorkerList
 from flovyn_server.models.worker import Register, Registered, WorkerRef, WorkerStatusAnswer
@@ -187,8 +187,7 @@ async def release(tx: Tx, worker_ids: list[str], now: int, *, error: str) -> Non
     )
     for row in released:
         tx.notify(workflow_key(row["tenant_id"], row["queue"]))
-        tx.notify(stream_key(row["tenant_id"]))
-        tx.feed(row["tenant_id"], row["id"])
+        status_changed(tx, row["tenant_id"], row["id"])
     running = await tx.fetch(
         "SELECT id FROM task_executions WHERE status = 'RUNNING' AND worker_id IN "
         f"({', '.join(f'${i + 1}' for i in range(len(worker_ids)))})",

@@ -29,7 +29,7 @@ from flovyn_server.engine.history import (
 from flovyn_server.engine.idempotency import claim_key
 from flovyn_server.engine.paging import Filters, Order, count, page
 from flovyn_server.engine.tenants import Tenant
-from flovyn_server.engine.wake import stream_key, workflow_key
+from flovyn_server.engine.wake import status_changed, workflow_key
 from flovyn_server.jsonio import dumps, loads
 from flovyn_server.models.workflows import (
     ChildList,
@@ -108,8 +108,7 @@ async def create_execution(
         pos,
     )
     tx.notify(workflow_key(tenant_id, queue))
-    tx.notify(stream_key(tenant_id))
-    tx.feed(tenant_id, execution_id)
+    status_changed(tx, tenant_id, execution_id)
     tx.on_commit(metrics.labelled(metrics.WORKFLOWS, "triggered").inc)
     return True
 
@@ -150,9 +149,7 @@ async def finish(
     await insert_events(
         tx, row["tenant_id"], row["id"], events, last, now, int(row_after["stream_pos"])
     )
-    tx.feed(row["tenant_id"], row["id"])
-    if not events:  # the status changed all the same: streams of it end
-        tx.notify(stream_key(row["tenant_id"]))
+    status_changed(tx, row["tenant_id"], row["id"])  # with or without events: streams end
     await ended(tx, row, status, output=output, error=error)
     return last
 
