@@ -24,7 +24,7 @@ from flovyn_server.api import (
     worker,
     workflows,
 )
-from flovyn_server.api.common import ENGINE, MAX_BODY, STREAMS
+from flovyn_server.api.common import ENGINE, MAX_BODY, STREAM_ROUTES, STREAMS
 from flovyn_server.engine import Engine
 from flovyn_server.settings import Settings
 from flovyn_server.store.base import open_store
@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     for router in routers:
         app.add_routes(router.routes)
     app[openapi.OPERATIONS] = [op for router in routers for op in router.operations]
+    app[STREAM_ROUTES] = frozenset(op.path for op in app[openapi.OPERATIONS] if op.is_stream)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(settings.database_url, pool_size=settings.postgres_pool_size)

@@ -14,6 +14,7 @@ from flovyn_server.streams.hub import StreamHub
 ENGINE = web.AppKey("engine", Engine)
 STREAMS = web.AppKey("streams", StreamHub)
 MAX_BODY = web.AppKey("max_body", int)
+STREAM_ROUTES = web.AppKey("stream_routes", frozenset[str])  # canonical paths
 P = "/api/tenants/{slug}"  # the tenant prefix of the REST API and the worker protocol
 
 
@@ -31,11 +32,9 @@ def credential_for(route: str) -> Credential | None:
     return "worker" if route.startswith(P + "/worker/") else "api"
 
 
-def is_stream(route: str) -> bool:
-    """Whether a route (its canonical path) is a Server-Sent Event stream."""
-    if route.startswith(P + "/worker/"):  # POST .../worker/tasks/{taskId}/stream is not
-        return False
-    return "/stream/" in route or route.endswith("/tasks/stream")
+def is_stream(request: web.Request, route: str) -> bool:
+    """Whether a route (its canonical path) answers with a Server-Sent Event stream."""
+    return route in request.app[STREAM_ROUTES]
 
 
 def engine(request: web.Request) -> Engine:

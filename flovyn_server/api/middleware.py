@@ -24,7 +24,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if needed is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")
-    if not header and is_stream(canonical) and "access_token" in request.query:
+    if not header and is_stream(request, canonical) and "access_token" in request.query:
         # A browser's EventSource cannot send headers. (Never logged: no access log,
         # and errors name the path without its query.)
         header = "Bearer " + request.query["access_token"]
@@ -63,7 +63,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         metrics.labelled(metrics.REQUESTS, request.method, name, str(status)).inc()
-        if not is_stream(name):  # a stream lasts as long as its client: not a latency
+        if not is_stream(request, name):  # a stream lasts as long as its client: not a latency
             metrics.labelled(metrics.REQUEST_SECONDS, request.method, name).observe(
                 time.perf_counter() - start
             )

@@ -23,13 +23,12 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 import flovyn_server
 from flovyn_server.api.common import credential_for
-from flovyn_server.api.routing import PATH_PARAMS, Operation, Router
+from flovyn_server.api.routing import EVENT_STREAM, PATH_PARAMS, Operation, Router
 from flovyn_server.jsonio import dumps_bytes
 from flovyn_server.models.common import ErrorBody, OpenApiDocument
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
-EVENT_STREAM = "text/event-stream"
 OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("operations", list)
 
 DESCRIPTION = """\
@@ -191,7 +190,7 @@ STREAM_PARAMS = [
 
 
 def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
-    params: list[dict[str, Any]] = [dict(p) for p in STREAM_PARAMS] if _is_stream(op) else []
+    params: list[dict[str, Any]] = [dict(p) for p in STREAM_PARAMS] if op.is_stream else []
     for name in op.path_params:
         kind, description = PATH_PARAMS[name]
         params.append(
@@ -243,10 +242,6 @@ def _request_body(op: Operation, schemas: _Schemas) -> dict[str, Any] | None:
         }
     required = any(info.is_required() for info in op.body.model_fields.values())
     return {"required": required, "content": {JSON: media}}
-
-
-def _is_stream(op: Operation) -> bool:
-    return op.content_type == EVENT_STREAM
 
 
 def _is_example_object(value: Any) -> bool:

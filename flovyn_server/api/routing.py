@@ -55,6 +55,9 @@ _PATH_ADAPTERS = {name: TypeAdapter(kind) for name, (kind, _) in PATH_PARAMS.ite
 EMPTY_BODY = b"{}"
 
 
+EVENT_STREAM = "text/event-stream"
+
+
 @dataclass(frozen=True)
 class Operation:
     """One route as the OpenAPI document describes it."""
@@ -74,6 +77,11 @@ class Operation:
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether it answers with a Server-Sent Event stream."""
+        return self.content_type == EVENT_STREAM
 
     @property
     def doc(self) -> str:

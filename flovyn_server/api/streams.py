@@ -24,7 +24,7 @@ from aiohttp_sse import EventSourceResponse
 from flovyn_server import metrics
 from flovyn_server.api.common import STREAMS, P, engine, tenant
 from flovyn_server.api.openapi import LAST_EVENT_ID
-from flovyn_server.api.routing import Router
+from flovyn_server.api.routing import EVENT_STREAM, Router
 from flovyn_server.domain import InvalidInput, iso, now_ms
 from flovyn_server.engine.stream_reads import Item
 from flovyn_server.jsonio import dumps
@@ -123,7 +123,7 @@ async def _serve(
 @router.get(
     P + "/stream/workflows/{id}",
     answers={200: StreamHistoryEvent | StreamTaskData | StreamEnd},
-    content_type="text/event-stream",
+    content_type=EVENT_STREAM,
 )
 async def stream_workflow(request: web.Request, id: str) -> web.StreamResponse:
     """A live stream of the execution's history (Server-Sent Events).
@@ -144,7 +144,7 @@ async def stream_workflow(request: web.Request, id: str) -> web.StreamResponse:
 @router.get(
     P + "/stream/workflows/{id}/consolidated",
     answers={200: StreamHistoryEvent | StreamTaskData | StreamEnd},
-    content_type="text/event-stream",
+    content_type=EVENT_STREAM,
 )
 async def stream_consolidated(request: web.Request, id: str) -> web.StreamResponse:
     """The workflow stream of the execution and all its descendants (children,
@@ -156,7 +156,7 @@ async def stream_consolidated(request: web.Request, id: str) -> web.StreamRespon
 @router.get(
     P + "/workflow-executions/{id}/tasks/stream",
     answers={200: StreamTaskEvent | StreamEnd},
-    content_type="text/event-stream",
+    content_type=EVENT_STREAM,
 )
 async def stream_tasks(request: web.Request, id: str) -> web.StreamResponse:
     """A live stream of the execution's tasks (Server-Sent Events).
@@ -174,7 +174,7 @@ async def stream_tasks(request: web.Request, id: str) -> web.StreamResponse:
 @router.get(
     P + "/stream/workflows",
     answers={200: StreamFeedEvent},
-    content_type="text/event-stream",
+    content_type=EVENT_STREAM,
 )
 async def stream_feed(request: web.Request) -> web.StreamResponse:
     """The tenant's executions as they change, for dashboards (Server-Sent Events).
