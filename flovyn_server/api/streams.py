@@ -99,7 +99,7 @@ async def _serve(
         await response.send(dumps(item.payload), id=item.id, event=item.name)
         metrics.labelled(metrics.SSE_EVENTS, kind.value).inc()
 
-    relay = Relay(eng.store, hub, sub, send, ends_with=execution_id)
+    relay = Relay(eng.store, sub, send, ends_with=execution_id)
     try:
         await response.prepare(request)
         async with response:  # stops the keep-alives when the stream ends

@@ -8,8 +8,8 @@ delivery and replay are one code path over the same committed rows.
 
 Events come from the tables that hold the state anyway: the history (`pos`), task
 rows and attempts (created, started, finished, cancelled positions), task logs (`seq`)
-and `stream_events` (progress and stream data), and, for the tenant feed, the
-executions' `feed_pos`. See "Stream positions" in store/base.py.
+and `stream_events` (progress and stream data), and, for the tenant feed,
+`feed_changes`. See "Stream positions" in store/base.py.
 """
 
 from __future__ import annotations
@@ -46,8 +46,13 @@ class Item:
 
     @property
     def id(self) -> str:
-        pos, tie = self.key
-        return f"{pos}-{tie}" if tie else str(pos)
+        return event_id(self.key)
+
+
+def event_id(key: tuple[int, str]) -> str:
+    """The SSE `id:` of a key: its position, and on the feed `-<execution id>`."""
+    pos, tie = key
+    return f"{pos}-{tie}" if tie else str(pos)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,6 @@ class State:
     """An execution's state at a read, for deciding when its streams end."""
 
     status: str
-    current_sequence: int
     stream_pos: int  # its last event's position: the transaction that ended it
 
 
@@ -79,13 +83,11 @@ async def states(tx: Tx, ids: Iterable[str]) -> dict[str, State]:
     found: dict[str, State] = {}
     for chunk in _chunks(ids):
         for row in await tx.fetch(
-            "SELECT id, status, cancel_requested, current_sequence, stream_pos "
+            "SELECT id, status, cancel_requested, stream_pos "
             f"FROM workflow_executions WHERE id IN ({_marks(chunk)})",
             *chunk,
         ):
-            found[row["id"]] = State(
-                shapes.workflow_status(row), row["current_sequence"], row["stream_pos"]
-            )
+            found[row["id"]] = State(shapes.workflow_status(row), row["stream_pos"])
     return found
 
 
@@ -161,7 +163,7 @@ async def _reported(tx: Tx, ids: list[str], lo: int, hi: int) -> list[Item]:
 
 
 TASK_CHANGES = (
-    "SELECT t.id, t.workflow_execution_id, t.kind, t.created_at, t.created_pos, "
+    "SELECT t.id, t.id AS task_execution_id, t.workflow_execution_id, t.kind, t.created_at, t.created_pos, "
     "t.cancelled_pos, t.completed_at, a.attempt, a.status AS attempt_status, a.worker_id, "
     "a.output, a.error, a.started_at, a.finished_at, a.started_pos, a.finished_pos, a.retry_at "
     "FROM task_executions t LEFT JOIN task_attempts a ON a.task_execution_id = t.id "
@@ -182,10 +184,9 @@ async def tasks(tx: Tx, column: str, ids: Iterable[str], lo: int, hi: int) -> li
         marks = _marks(chunk, 3)
         seen_task: set[str] = set()
         for row in await tx.fetch(TASK_CHANGES.format(column=scope, marks=marks), lo, hi, *chunk):
-            key = row["workflow_execution_id"] if column == "workflow_execution_id" else row["id"]
             for pos, name, payload in _task_changes(row, row["id"] not in seen_task):
                 if lo <= pos < hi:
-                    items.append(Item((pos, ""), key, name, payload))
+                    items.append(Item((pos, ""), _scope(row, column), name, payload))
             seen_task.add(row["id"])
         n = len(chunk)
         by = (

@@ -47,14 +47,13 @@ from flovyn_server.store.base import Row, Store, Tx
 WORKFLOW_ORDER = Order("workflows", ("created_at", "id"))  # newest first
 
 
-def _status_clause(status: WorkflowStatus) -> str:
-    """The WHERE clause of one status (a `?` for its value, but CANCELLING). CANCELLING
-    is derived: an open status with `cancel_requested`, which is cleared when an
-    execution ends. So every other status is `cancel_requested = 0`, as the status
-    index is (see migration 0003)."""
+def _status_filter(status: WorkflowStatus) -> tuple[str, list[Any]]:
+    """The WHERE clause of one status and its values. CANCELLING is derived: an open
+    status with `cancel_requested`, which is cleared when an execution ends. So every
+    other status is `cancel_requested = 0`, as the status index is (see migration 0003)."""
     if status == WorkflowStatus.CANCELLING:
-        return "cancel_requested = 1"
-    return "(status = ? AND cancel_requested = 0)"
+        return "cancel_requested = 1", []
+    return "(status = ? AND cancel_requested = 0)", [status.value]
 
 
 async def create_execution(
@@ -288,15 +287,8 @@ class Workflows:
 
     async def list(self, tenant: Tenant, q: ListWorkflows) -> WorkflowList:
         query = Filters("tenant_id = ?", tenant.id)
-        if q.status:
-            # CANCELLING is derived (an open status with cancel_requested), so the open
-            # statuses match only executions without a pending cancellation.
-            query.any_of(
-                [
-                    (_status_clause(s), [] if s == WorkflowStatus.CANCELLING else [s.value])
-                    for s in dict.fromkeys(q.status)  # once each, so counts add up
-                ]
-            )
+        if q.status:  # once each, so that their counts add up
+            query.any_of([_status_filter(s) for s in dict.fromkeys(q.status)])
         for value, column in ((q.kind, "kind"), (q.queue, "queue"), (q.parent_id, "parent_id")):
             if value is not None:
                 query.add(f"{column} = ?", value)
@@ -327,12 +319,12 @@ class Workflows:
     async def counts(self, tenant: Tenant, q: CountWorkflows) -> WorkflowCounts:
         """Executions per status, each exact up to 1,000 (see paging.count)."""
         counts: dict[str, int] = {}
-        estimated: list[WorkflowStatus] = []
+        estimated: list[WorkflowStatus] = []  # past 1,000: see paging.count
         async with self.store.read() as tx:
             for status in WorkflowStatus:
                 query = Filters("tenant_id = ?", tenant.id)
-                query.add(_status_clause(status), *([] if status is WorkflowStatus.CANCELLING
-                                                    else [status.value]))  # fmt: skip
+                clause, values = _status_filter(status)
+                query.add(clause, *values)
                 for value, column in ((q.kind, "kind"), (q.queue, "queue")):
                     if value is not None:
                         query.add(f"{column} = ?", value)
@@ -341,7 +333,7 @@ class Workflows:
                 if estimate:
                     estimated.append(status)
         return {
-            "counts": counts,  # type: ignore[typeddict-item]  # str keys: orjson takes no enum
+            "counts": counts,
             "total": sum(counts.values()),
             "estimated": estimated,
         }

@@ -187,7 +187,7 @@ class WorkflowCounts(TypedDict):
     """Executions per status (CANCELLING: cancellation requested, not finished), and
     the statuses whose count is an estimate (past 1,000 executions)."""
 
-    counts: dict[WorkflowStatus, int]
+    counts: dict[str, int]  # by status, every status listed
     total: int
     estimated: list[WorkflowStatus]
 

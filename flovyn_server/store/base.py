@@ -8,13 +8,14 @@ exclusive). Rules live in the engine; the store only runs SQL and reports wake-u
 from __future__ import annotations
 
 import abc
-import json
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import Any
+
+from flovyn_server.domain import now_ms
+from flovyn_server.jsonio import dumps
 
 Row = dict[str, Any]
 
@@ -70,14 +71,14 @@ class Tx(abc.ABC):
         flush, before the commit, also writes the feed's rows."""
         if final and self._feed:
             feed, self._feed = self._feed, {}
-            now = int(time.time() * 1000)
+            now = now_ms()
             for tenant_id, ids in feed.items():
                 self.write(
                     "INSERT INTO feed_changes (tenant_id, pos, workflow_execution_ids, "
                     f"created_at) VALUES ($1, {self.pos_sql(2)}, $3, $4)",
                     tenant_id,
                     self.next_pos(),
-                    json.dumps(sorted(ids)),
+                    dumps(sorted(ids)),
                     now,
                 )
         writes, self._writes, self._written = self._writes, {}, set()

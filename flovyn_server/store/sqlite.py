@@ -42,8 +42,6 @@ CHECKPOINT_EVERY_S = 1.0
 CHECKPOINT_POLL_S = 0.05
 CHECKPOINT_WAL_BYTES = 40 * 1024 * 1024
 CHECKPOINT_BUSY_MS = 100  # a checkpoint waits this long at most for readers to move on
-
-
 ANALYSE_EVERY_S = 3600.0
 
 
@@ -56,7 +54,7 @@ def _analyse(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA analysis_limit=1000")
         conn.execute("ANALYZE")
     except sqlite3.Error as exc:  # busy now; the next round does it
-        log.debug("SQLite optimize skipped: %s", exc)
+        log.debug("SQLite statistics skipped: %s", exc)
 
 
 async def _finishing(fn: Callable[..., object], *args: object) -> None:

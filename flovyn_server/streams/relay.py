@@ -17,7 +17,7 @@ from flovyn_server.domain import TERMINAL_WORKFLOW
 from flovyn_server.engine import stream_reads as reads
 from flovyn_server.engine.stream_reads import Item, State
 from flovyn_server.store.base import Store
-from flovyn_server.streams.hub import Batch, Kind, StreamHub, Subscription, read_range
+from flovyn_server.streams.hub import Batch, Kind, Subscription, read_range
 
 FEED_PAGE = 200  # feed changes (transactions) per read when a feed client catches up
 
@@ -26,7 +26,6 @@ class Relay:
     def __init__(
         self,
         store: Store,
-        hub: StreamHub,
         sub: Subscription,
         send: Callable[[Item], Awaitable[None]],
         *,
@@ -34,7 +33,7 @@ class Relay:
     ) -> None:
         """`send` writes one event to the client; the stream ends once the execution
         `ends_with` has ended and all it wrote was sent (None: it never ends)."""
-        self.store, self.hub, self.sub, self.send = store, hub, sub, send
+        self.store, self.sub, self.send = store, sub, send
         self.ends_with = ends_with
         self.last: tuple[int, str] = (-1, "")
         self.covered = 0
@@ -48,7 +47,7 @@ class Relay:
         pos, tie = self.last
         if pos < 0 or tie == reads.LAST_TIE:
             return str(max(self.covered - 1, pos, 0))
-        return f"{pos}-{tie}" if tie else str(pos)
+        return reads.event_id(self.last)
 
     async def run(self, after: tuple[int, str] | None) -> str | None:
         """Relay until the end; the execution's final status, or None when the stream
