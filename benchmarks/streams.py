@@ -67,42 +67,51 @@ def epoch_ms(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
 
 
-async def sse(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[dict[str, str], Any, float]]:
-    """Each event of a Server-Sent Event response: its fields, its data decoded, and
-    when it arrived (epoch ms)."""
-    fields: dict[str, str] = {}
-    async for raw in resp.content:
-        line = raw.decode().rstrip("\r\n")
-        if line and not line.startswith(":"):
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-            continue
-        if "data" in fields:
-            yield fields, json.loads(fields["data"]), time.time() * 1000
-        fields = {}
+class StreamRefused(Exception):
+    pass
+
+
+READ_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, StreamRefused)
+
+
+async def sse(tenant: Tenant, path: str) -> AsyncIterator[tuple[dict[str, str], Any, float]]:
+    """Open the stream at `path` (under the tenant) and yield each event: its fields, its
+    data decoded, and when it arrived (epoch ms). StreamRefused for an answer not 200."""
+    url = f"{tenant.api.base}/api/tenants/{tenant.slug}{path}"
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    async with tenant.api.http.get(url, headers=headers) as resp:
+        if resp.status != 200:
+            raise StreamRefused(f"HTTP {resp.status}")
+        yield {"event": "open"}, None, time.time() * 1000
+        fields: dict[str, str] = {}
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\r\n")
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+                continue
+            if "data" in fields:
+                yield fields, json.loads(fields["data"]), time.time() * 1000
+            fields = {}
 
 
 async def follow(tenant: Tenant, workflow_id: str, record: StreamRecord) -> None:
     """Read one stream to its end, timing each event appended after it was opened."""
-    url = f"{tenant.api.base}/api/tenants/{tenant.slug}/stream/workflows/{workflow_id}"
-    headers = {"Authorization": f"Bearer {tenant.key}"}
     try:
-        async with tenant.api.http.get(url, headers=headers) as resp:
-            if resp.status != 200:
-                record.error = f"HTTP {resp.status}"
+        async for fields, data, received in sse(tenant, f"/stream/workflows/{workflow_id}"):
+            if fields["event"] == "open":
+                record.opened_ms = received
+            elif fields.get("event") == "end":
+                record.ended = True
                 return
-            record.opened_ms = time.time() * 1000
-            async for fields, data, received in sse(resp):
-                if fields.get("event") == "end":
-                    record.ended = True
-                    return
+            else:
                 record.ids.append(int(fields["id"]))
                 record.sequences.append(data["sequence"])
                 sent = epoch_ms(data["timestamp"])
                 if sent >= record.opened_ms:
                     record.latencies_ms.append(received - sent)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        record.error = type(exc).__name__
+    except READ_ERRORS as exc:
+        record.error = str(exc) if isinstance(exc, StreamRefused) else type(exc).__name__
 
 
 @dataclass
@@ -115,26 +124,22 @@ class FeedRecord:
 
 async def follow_feed(tenant: Tenant, wanted: set[str], record: FeedRecord) -> None:
     """Read the tenant feed until every wanted execution was seen COMPLETED."""
-    url = f"{tenant.api.base}/api/tenants/{tenant.slug}/stream/workflows"
-    headers = {"Authorization": f"Bearer {tenant.key}"}
+    opened_ms = 0.0
     try:
-        async with tenant.api.http.get(url, headers=headers) as resp:
-            if resp.status != 200:
-                record.error = f"HTTP {resp.status}"
-                return
-            record.opened = True
-            opened_ms = time.time() * 1000
-            async for _, data, received in sse(resp):
-                summary = data["workflow"]
-                sent = epoch_ms(summary["updatedAt"])
-                if sent >= opened_ms:
-                    record.latencies_ms.append(received - sent)
-                if summary["status"] == "COMPLETED":
-                    record.completed.add(summary["id"])
-                    if record.completed >= wanted:
-                        return
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        record.error = type(exc).__name__
+        async for fields, data, received in sse(tenant, "/stream/workflows"):
+            if fields["event"] == "open":
+                record.opened, opened_ms = True, received
+                continue
+            summary = data["workflow"]
+            sent = epoch_ms(summary["updatedAt"])
+            if sent >= opened_ms:
+                record.latencies_ms.append(received - sent)
+            if summary["status"] == "COMPLETED":
+                record.completed.add(summary["id"])
+                if record.completed >= wanted:
+                    return
+    except READ_ERRORS as exc:
+        record.error = str(exc) if isinstance(exc, StreamRefused) else type(exc).__name__
 
 
 def rss_kib(pid: int) -> int:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from flovyn_server.domain import InvalidInput
+from flovyn_server.jsonio import dumps_bytes, loads
 from flovyn_server.store.base import Row, Store, Tx
 
 T = TypeVar("T")
@@ -103,14 +103,14 @@ def _bad(field: str, message: str) -> InvalidInput:
 
 def encode_cursor(order: Order, row: Row) -> str:
     values = [order.name, *(row[c] for c in order.columns)]
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(dumps_bytes(values)).decode().rstrip("=")
 
 
 def decode_cursor(order: Order, cursor: str) -> list[Any]:
     """The order's values a cursor holds; InvalidInput for one this list did not give."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
+        values = loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         values = None
     if (

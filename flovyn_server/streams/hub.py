@@ -216,7 +216,9 @@ class StreamHub:
             if lo is None or hi < lo:  # a first read only marks where the next begins
                 lo = hi
             if hi > lo:
-                changed = await reads.changed(tx, tenant_id, lo, hi)
+                # Whose status changed, for the streams that end with an execution.
+                ends = kinds.keys() - {Kind.FEED, Kind.TASK}
+                changed = await reads.changed(tx, tenant_id, lo, hi) if ends else set()
                 for kind, scopes in kinds.items():
                     found[kind] = await read_range(tx, tenant_id, kind, scopes, lo, hi, changed)
         if tenant_id in self._subs:  # not unsubscribed meanwhile
