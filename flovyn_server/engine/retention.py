@@ -15,6 +15,7 @@ from typing import Any
 
 from flovyn_server import metrics
 from flovyn_server.domain import TERMINAL_WORKFLOW
+from flovyn_server.engine import stream_reads as reads
 from flovyn_server.store.base import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -69,32 +70,31 @@ async def _batch(
         is None
     ):
         return None
-    # The status index serves this (cancel_requested is 0 once an execution ended).
+    # The status index serves this (cancel_requested is 0 once an execution ended). A
+    # child goes with its root; a root that ended too recently stays (it is read all
+    # the same, for `after` to move on).
     roots = await tx.fetch(
-        "SELECT id, created_at FROM workflow_executions WHERE tenant_id = $1 AND status = $2 "
-        "AND cancel_requested = 0 AND created_at < $3 AND (created_at, id) > ($4, $5) "
-        f"ORDER BY created_at, id LIMIT {BATCH}",
+        "SELECT id, created_at, parent_id, completed_at FROM workflow_executions "
+        "WHERE tenant_id = $1 AND status = $2 AND cancel_requested = 0 AND created_at < $3 "
+        f"AND (created_at, id) > ($4, $5) ORDER BY created_at, id LIMIT {BATCH}",
         tenant_id,
         status,
         cutoff,
         *after,
     )
-    removed = 0
-    for root in roots:
-        row = await tx.fetchrow(
-            "SELECT parent_id, completed_at FROM workflow_executions WHERE id = $1", root["id"]
-        )
-        if row is None or row["parent_id"] is not None or (row["completed_at"] or cutoff) >= cutoff:
-            continue  # a child goes with its root; or it ended too recently
-        tree = await tx.fetch(
-            "WITH RECURSIVE tree(id) AS (SELECT CAST($1 AS TEXT) UNION ALL SELECT w.id FROM "
-            "workflow_executions w JOIN tree ON w.parent_id = tree.id) "
-            "SELECT w.id, w.status FROM tree JOIN workflow_executions w ON w.id = tree.id",
-            root["id"],
-        )
-        if any(t["status"] not in TERMINAL_WORKFLOW for t in tree):
-            continue  # a descendant still runs: the tree stays whole
-        removed += await _delete(tx, [t["id"] for t in tree])
+    due = [
+        r["id"] for r in roots if r["parent_id"] is None and (r["completed_at"] or cutoff) < cutoff
+    ]
+    trees = await reads.trees(tx, due) if due else {}
+    states = await reads.states(tx, set().union(*trees.values())) if trees else {}
+    gone = [
+        execution_id
+        for ids in trees.values()
+        # a descendant still running keeps its tree whole
+        if all(states[i].status in TERMINAL_WORKFLOW for i in ids if i in states)
+        for execution_id in ids
+    ]
+    removed = await _delete(tx, gone) if gone else 0
     last = (roots[-1]["created_at"], roots[-1]["id"]) if roots else after
     if removed:
         tx.on_commit(lambda: metrics.EXECUTIONS_REMOVED.inc(removed))
