@@ -21,13 +21,13 @@ P = "/api/tenants/{slug}"  # the tenant prefix of the REST API and the worker pr
 Credential = Literal["admin", "api", "worker"]
 
 
-def credential_for(route: str) -> Credential | None:
-    """Which credential a route (its canonical path) takes: the admin key manages
-    tenants, worker tokens reach the worker protocol, API keys (or the admin key) the
-    rest of a tenant's routes; health, metrics and docs take none."""
+def credential_for(method: str, route: str) -> Credential | None:
+    """Which credential a route (its method and canonical path) takes: the admin key
+    creates and changes tenants, worker tokens reach the worker protocol, API keys (or
+    the admin key) the rest of a tenant's routes; health, metrics and docs take none."""
     if not route.startswith("/api/tenants"):
         return None
-    if route == "/api/tenants":
+    if route == "/api/tenants" or (route == P and method == "PATCH"):
         return "admin"
     return "worker" if route.startswith(P + "/worker/") else "api"
 

@@ -20,7 +20,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     protocol, the admin key everything but the worker protocol."""
     route = request.match_info.route.resource
     canonical = route.canonical if route is not None else ""
-    needed = credential_for(canonical)
+    needed = credential_for(request.method, canonical)
     if needed is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")

@@ -158,7 +158,7 @@ def _split_doc(doc: str) -> tuple[str, str]:
 
 
 def _security(op: Operation) -> list[dict[str, list[str]]]:
-    needed = credential_for(op.path)  # the auth middleware's own rule
+    needed = credential_for(op.method, op.path)  # the auth middleware's own rule
     if needed == "worker":
         return [{"workerToken": []}]
     if needed == "admin":

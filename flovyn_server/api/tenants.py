@@ -11,6 +11,7 @@ from flovyn_server.models.tenants import (
     CreateCredential,
     CreateTenant,
     TenantAnswer,
+    UpdateTenant,
     WorkerTokenAnswer,
 )
 
@@ -32,6 +33,18 @@ async def create_tenant(request: web.Request, body: CreateTenant) -> web.Respons
 async def get_tenant(request: web.Request, slug: str) -> web.Response:
     """One tenant."""
     return json(await engine(request).tenants.get(slug))
+
+
+@router.route(
+    "PATCH",
+    P,
+    answers={200: TenantAnswer},
+    examples={"keep 30 days": {"retentionSeconds": 2592000}},
+)
+async def update_tenant(request: web.Request, slug: str, body: UpdateTenant) -> web.Response:
+    """Change a tenant's settings (admin key only): the fields sent, the others as
+    they were. `retentionSeconds: null` goes back to the server's default."""
+    return json(await engine(request).tenants.update(slug, body))
 
 
 @router.post(P + "/api-keys", answers={201: ApiKeyAnswer})

@@ -17,6 +17,7 @@ from flovyn_server.models.tenants import (
     CreateCredential,
     CreateTenant,
     TenantAnswer,
+    UpdateTenant,
     WorkerTokenAnswer,
 )
 from flovyn_server.store.base import Store
@@ -81,6 +82,21 @@ class Tenants:
         if not SLUG.match(slug):
             raise not_found(f"tenant {slug!r}")
         async with self.store.read() as tx:
+            row = await tx.fetchrow("SELECT * FROM tenants WHERE slug = $1", slug)
+        if row is None:
+            raise not_found(f"tenant {slug!r}")
+        return shapes.tenant(row)
+
+    async def update(self, slug: str, req: UpdateTenant) -> TenantAnswer:
+        if not SLUG.match(slug):
+            raise not_found(f"tenant {slug!r}")
+        async with self.store.transaction() as tx:
+            if "retention_seconds" in req.model_fields_set:
+                await tx.execute(
+                    "UPDATE tenants SET retention_seconds = $2 WHERE slug = $1",
+                    slug,
+                    req.retention_seconds,
+                )
             row = await tx.fetchrow("SELECT * FROM tenants WHERE slug = $1", slug)
         if row is None:
             raise not_found(f"tenant {slug!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from typing_extensions import TypedDict
@@ -12,18 +12,29 @@ from flovyn_server.models.fields import Body, Id, Name, Slug, Time
 Tier = Literal["FREE", "PRO", "ENTERPRISE"]
 
 
+RetentionSeconds = Annotated[
+    int | None,
+    Field(
+        ge=60,
+        le=10 * 366 * 86400,
+        description="How long finished executions are kept (seconds); null: the "
+        "server's FLOVYN_EXECUTION_RETENTION_S, which keeps them forever unless set.",
+    ),
+]
+
+
 class CreateTenant(Body):
     name: Name = Field(examples=["Acme"])
     slug: Slug = Field(examples=["acme"])
     tier: Tier = "FREE"
     region: Name | None = None
-    retention_seconds: int | None = Field(
-        None,
-        ge=60,
-        le=10 * 366 * 86400,
-        description="How long finished executions are kept (seconds); by default the "
-        "server's FLOVYN_EXECUTION_RETENTION_S, which keeps them forever unless set.",
-    )
+    retention_seconds: RetentionSeconds = None
+
+
+class UpdateTenant(Body):
+    """What `PATCH /api/tenants/{slug}` changes: only the fields sent."""
+
+    retention_seconds: RetentionSeconds = Field(None, examples=[30 * 86400])
 
 
 class CreateCredential(Body):

@@ -108,7 +108,10 @@ async def test_security_tags_and_enums(flovyn: Flovyn) -> None:
             worker_ops += 1
             assert op["tags"] == ["Worker protocol"], (method, path)
             assert security == [{"workerToken": []}], (method, path)
-        elif (method, path) == ("POST", "/api/tenants"):
+        elif (method.upper(), path) in (
+            ("POST", "/api/tenants"),
+            ("PATCH", "/api/tenants/{slug}"),
+        ):
             assert security == [{"adminKey": []}]
         elif path.startswith("/api/tenants"):
             assert {"apiKey": []} in security and {"adminKey": []} in security, (method, path)

@@ -102,3 +102,52 @@ async def test_a_tenant_retention_overrides_the_default(flovyn: Flovyn) -> None:
         key=ADMIN_KEY,
     )  # fmt: skip
     assert_error(status, body, 400)
+    # The admin key changes a tenant's retention; null goes back to the default.
+    path = f"/api/tenants/{created['slug']}"
+    changed = await f.ok("PATCH", path, {"retentionSeconds": 86400}, key=ADMIN_KEY)
+    assert changed["retentionSeconds"] == 86400 and changed["name"] == "Short"
+    assert (await f.ok("GET", path, key=ADMIN_KEY))["retentionSeconds"] == 86400
+    assert (await f.ok("PATCH", path, {}, key=ADMIN_KEY))["retentionSeconds"] == 86400
+    reset = await f.ok("PATCH", path, {"retentionSeconds": None}, key=ADMIN_KEY)
+    assert reset["retentionSeconds"] is None
+    for bad in ({"retentionSeconds": 5}, {"retentionSeconds": "60"}, {"slug": "x"}):
+        status, body = await f.call("PATCH", path, bad, key=ADMIN_KEY)
+        assert_error(status, body, 400)
+    status, body = await f.call("PATCH", f"/api/tenants/{f.slug}", {"retentionSeconds": 60})
+    assert_error(status, body, 403)  # a tenant's own API key does not change it
+    status, body = await f.call("PATCH", "/api/tenants/no-such", {}, key=ADMIN_KEY)
+    assert_error(status, body, 404)
+
+
+async def test_one_process_at_a_time_removes(postgres_url: str) -> None:
+    """With several servers on one PostgreSQL, the one holding the `retention` lock does
+    the work; another's pass gives way at once (SKIP LOCKED), removing nothing."""
+    import asyncpg
+
+    from flovyn_server.store.base import open_store
+
+    store = await open_store(postgres_url)
+    other = await asyncpg.connect(postgres_url)  # the process at work
+    try:
+        async with store.transaction() as tx:
+            tenant_id = await tx.fetchval(
+                "INSERT INTO tenants (id, name, slug, tier, created_at) "
+                "VALUES ($1, 'T', 'ret-lock', 'FREE', $2) RETURNING id",
+                "7d6c5b4a-3928-4716-8504-f3e2d1c0b9a8",
+                now_ms(),
+            )
+            await create_execution(
+                tx, tenant_id, execution_id="1a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d",
+                kind="k", queue="default", input=None, now=now_ms() - 2 * HOUR_MS,
+            )  # fmt: skip
+            await tx.execute(
+                "UPDATE workflow_executions SET status = 'CANCELLED', completed_at = $1",
+                now_ms() - 2 * HOUR_MS,
+            )
+        async with other.transaction():
+            await other.execute("SELECT name FROM maintenance_locks FOR UPDATE")
+            assert await retention.prune(store, HOUR_MS, now_ms()) == 0
+        assert await retention.prune(store, HOUR_MS, now_ms()) == 1
+    finally:
+        await other.close()
+        await store.close()
