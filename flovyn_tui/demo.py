@@ -16,7 +16,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from flovyn_server.app import create_app
@@ -28,18 +27,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def _admin(
-    session: aiohttp.ClientSession, url: str, key: str, path: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    async with session.post(
-        url + path, json=body, headers={"Authorization": f"Bearer {key}"}
-    ) as resp:
-        data: dict[str, Any] = await resp.json()
-        if resp.status >= 400:
-            raise RuntimeError(f"{path}: {resp.status} {data}")
-        return data
 
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "orders.py"
@@ -71,27 +58,11 @@ async def _demo(workflows: int, data_dir: Path, port: int) -> int:
     url = f"http://{settings.host}:{settings.port}"
     print(f"server    {url}  (SQLite at {settings.database_url.removeprefix('sqlite:///')})")
     try:
-        async with aiohttp.ClientSession() as session:
+        async with Client(url, api_key=admin_key) as admin:
             slug = f"demo-{secrets.token_hex(3)}"
-            await _admin(session, url, admin_key, "/api/tenants", {"name": "Demo", "slug": slug})
-            key = (
-                await _admin(
-                    session,
-                    url,
-                    admin_key,
-                    f"/api/tenants/{slug}/api-keys",
-                    {"displayName": "demo"},
-                )
-            )["key"]
-            token = (
-                await _admin(
-                    session,
-                    url,
-                    admin_key,
-                    f"/api/tenants/{slug}/worker-tokens",
-                    {"displayName": "demo"},
-                )
-            )["token"]
+            await admin.create_tenant("Demo", slug)
+            key = (await admin.create_api_key("demo", slug=slug))["key"]
+            token = (await admin.create_worker_token("demo", slug=slug))["token"]
         print(f"tenant    {slug}   API key {key}")
         worker = Worker(
             url,

@@ -1,24 +1,32 @@
-"""``Client``: start workflows, signal them, settle promises, wait for results, and
-follow their histories live."""
+"""``Client``: the one typed client of the REST API and its streams. It starts
+workflows, waits for their results and follows them live; the methods it inherits
+(``api_executions``, ``api_admin``) cover every other endpoint. The CLI, the dashboard
+and the tests use it too."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any
 
 from pydantic import BaseModel
 
+from flovyn_server.models.workflows import CancelAnswer, HistoryEvent, SignalAnswer, Workflow
+
+from .api_admin import AdminApi, DiscoveryApi
+from .api_executions import ExecutionsApi
 from .decorators import workflow_kind
-from .errors import WorkflowCancelled, WorkflowFailed
+from .errors import FlovynApiError, WorkflowCancelled, WorkflowFailed
 from .serde import convert_output, to_jsonable
-from .sse import STREAM_READ_TIMEOUT, StreamEvent, read_stream
+from .sse import END_EVENT, STREAM_READ_TIMEOUT, StreamEvent, read_stream
 from .transport import Transport, quote_segment
 
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+log = logging.getLogger("flovyn_worker.client")
 
-_EVENTS_PAGE = 1000
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 class WorkflowHandle:
@@ -39,70 +47,61 @@ class WorkflowHandle:
         #: hit, None for handles from ``get_handle``.
         self.created = created
 
-    @property
-    def _path(self) -> str:
-        return f"/workflow-executions/{quote_segment(self.id)}"
-
-    async def describe(self) -> dict[str, Any]:
+    async def describe(self) -> Workflow:
         """The execution as ``GET .../workflow-executions/{id}`` returns it."""
-        answer: dict[str, Any] = await self._client._transport.request("GET", self._path)
-        return answer
+        return await self._client.get_workflow(self.id)
 
     async def result(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - public API
         """Wait until the execution is terminal and return its output.
 
-        Raises ``WorkflowFailed`` (with ``.error``) or ``WorkflowCancelled``, and
+        Waits on the execution's stream (its ``end`` event); where the stream cannot be
+        had (a proxy that does not pass Server-Sent Events), it polls instead. Raises
+        ``WorkflowFailed`` (with ``.error``) or ``WorkflowCancelled``, and
         ``asyncio.TimeoutError`` when ``timeout`` seconds pass first.
         """
         async with asyncio.timeout(timeout):
-            delay = 0.02
-            while True:
+            execution = await self.describe()
+            if execution["status"] not in TERMINAL_STATUSES:
+                await self._wait_for_end(execution["currentSequence"])
                 execution = await self.describe()
-                status = execution.get("status")
-                if status == "COMPLETED":
-                    return convert_output(execution.get("output"), self.output_type)
-                if status == "FAILED":
-                    raise WorkflowFailed(execution.get("error"), self.id)
-                if status == "CANCELLED":
-                    raise WorkflowCancelled(self.id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+            status = execution["status"]
+            if status == "COMPLETED":
+                return convert_output(execution["output"], self.output_type)
+            if status == "FAILED":
+                raise WorkflowFailed(execution["error"], self.id)
+            raise WorkflowCancelled(self.id)
 
-    async def signal(self, name: str, value: Any = None) -> dict[str, Any]:
+    async def _wait_for_end(self, seen: int) -> None:
+        try:
+            # After the events already seen: only the end matters here.
+            async with contextlib.aclosing(self.stream(last_event_id=str(seen))) as events:
+                async for event in events:
+                    if event.event == END_EVENT:
+                        return
+        except FlovynApiError as exc:
+            if exc.status in (401, 403):
+                raise
+            log.info("stream of %s unavailable (%s): polling its status", self.id, exc)
+        delay = 0.05
+        while (await self.describe())["status"] not in TERMINAL_STATUSES:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def signal(self, name: str, value: Any = None) -> SignalAnswer:
         """Send signal ``name`` with ``value``; returns ``{signalEventSequence}``."""
-        body = {"signalName": name, "value": to_jsonable(value)}
-        answer: dict[str, Any] = await self._client._transport.request(
-            "POST", f"{self._path}/signal", body
-        )
-        return answer
+        return await self._client.signal_workflow(self.id, name, value)
 
     async def cancel(
         self, reason: str | None = None, cascade_to_children: bool = True
-    ) -> dict[str, Any]:
+    ) -> CancelAnswer:
         """Request cancellation; returns ``{status, cancelledChildren}``."""
-        body: dict[str, Any] = {"cascadeToChildren": cascade_to_children}
-        if reason is not None:
-            body["reason"] = reason
-        answer: dict[str, Any] = await self._client._transport.request(
-            "POST", f"{self._path}/cancel", body
+        return await self._client.cancel_workflow(
+            self.id, reason=reason, cascade_to_children=cascade_to_children
         )
-        return answer
 
-    async def events(self) -> list[dict[str, Any]]:
+    async def events(self) -> list[HistoryEvent]:
         """The whole event history, in sequence order (fetched page by page)."""
-        events: list[dict[str, Any]] = []
-        last = 0
-        while True:
-            params = {"since_sequence": last, "limit": _EVENTS_PAGE}
-            answer = await self._client._transport.request(
-                "GET", f"{self._path}/events", params=params
-            )
-            # since_sequence may be inclusive or exclusive: keep only new ones.
-            page = [e for e in (answer or {}).get("events", []) if e["sequence"] > last]
-            if not page:
-                return events
-            events.extend(page)
-            last = page[-1]["sequence"]
+        return await self._client.all_workflow_events(self.id)
 
     def stream(
         self,
@@ -119,14 +118,20 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.id}>"
 
 
-class Client:
-    """Async REST client of one tenant: ``async with Client(url, tenant=...) as c``."""
+class Client(ExecutionsApi, AdminApi, DiscoveryApi):
+    """Async REST client: ``async with Client(url, tenant=..., api_key=...) as c``.
+
+    ``tenant`` may be None for the calls outside a tenant (``create_tenant``, and the
+    others given a ``slug``) with the admin key. Error answers raise
+    ``FlovynApiError`` (``status``, ``code``, ``message``); a server that cannot be
+    reached raises aiohttp's ``ClientConnectionError``.
+    """
 
     def __init__(
         self,
         server_url: str,
         *,
-        tenant: str,
+        tenant: str | None = None,
         api_key: str | None = None,
         timeout: float = 30.0,
     ) -> None:
@@ -160,23 +165,19 @@ class Client:
         signal: dict[str, Any] | None = None,
     ) -> WorkflowHandle:
         kind, definition = workflow_kind(workflow)
-        body: dict[str, Any] = {"input": {} if input is None else to_jsonable(input)}
-        if queue is not None:
-            body["queue"] = queue
-        if idempotency_key is not None:
-            body["idempotencyKey"] = idempotency_key
-        if metadata:
-            body["metadata"] = metadata
-        if signal is not None:
-            body["signal"] = signal
-        status, answer = await self._transport.request_with_status(
-            "POST", f"/workflows/{quote_segment(kind)}/trigger", body
+        answer, created = await self.trigger_workflow(
+            kind,
+            input,
+            queue=queue,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+            signal=signal,
         )
         return WorkflowHandle(
             self,
             str(answer["workflowExecutionId"]),
             output_type=definition.handler.output_type if definition else None,
-            created=status != 200,  # 200 = idempotency hit, 201 = created
+            created=created,
         )
 
     async def start_workflow(
@@ -261,42 +262,6 @@ class Client:
             read_timeout=read_timeout,
         )
 
-    async def list_workflows(
-        self,
-        *,
-        status: str | list[str] | None = None,
-        kind: str | None = None,
-        queue: str | None = None,
-        parent_id: str | None = None,
-        created_after: str | None = None,
-        created_before: str | None = None,
-        page_size: int = 100,
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """Every execution the filters match, newest first (``GET .../workflow-
-        executions``), page after page by the list's cursor: ``async for wf in
-        client.list_workflows(status="FAILED")``. Executions created during the walk
-        are not in it; each one there when it began is yielded once. ``status`` may be
-        several; times are RFC 3339 (exclusive)."""
-        params: dict[str, Any] = {"limit": page_size}
-        if status is not None:
-            params["status"] = status if isinstance(status, str) else ",".join(status)
-        for name, value in (
-            ("kind", kind),
-            ("queue", queue),
-            ("parentId", parent_id),
-            ("createdAfter", created_after),
-            ("createdBefore", created_before),
-        ):
-            if value is not None:
-                params[name] = value
-        while True:
-            answer = await self._transport.request("GET", "/workflow-executions", params=params)
-            for item in answer["workflows"]:
-                yield item
-            if not answer.get("nextCursor"):
-                return
-            params["cursor"] = answer["nextCursor"]
-
     def stream_consolidated(
         self,
         workflow_execution_id: str,
@@ -351,21 +316,3 @@ class Client:
             last_event_id=last_event_id,
             read_timeout=read_timeout,
         )
-
-    async def resolve_promise(self, identifier: str, value: Any = None) -> dict[str, Any]:
-        """Resolve a promise by id, ``key:<idempotencyKey>`` or ``<executionId>:<name>``."""
-        answer: dict[str, Any] = await self._transport.request(
-            "POST",
-            f"/promises/{quote_segment(identifier, safe=':')}/resolve",
-            {"value": to_jsonable(value)},
-        )
-        return answer
-
-    async def reject_promise(self, identifier: str, error: Any) -> dict[str, Any]:
-        """Reject a promise (same identifiers as ``resolve_promise``)."""
-        answer: dict[str, Any] = await self._transport.request(
-            "POST",
-            f"/promises/{quote_segment(identifier, safe=':')}/reject",
-            {"error": to_jsonable(error)},
-        )
-        return answer

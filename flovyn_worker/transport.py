@@ -59,27 +59,35 @@ def api_error(status: int, raw: bytes) -> FlovynApiError:
 
 
 class Transport:
-    """JSON over HTTP against ``{server_url}/api/tenants/{tenant}``.
+    """JSON over HTTP against ``{server_url}``: paths under ``/api/tenants/{tenant}``
+    unless a call says ``root=True`` (tenant administration, health).
 
     Non-2xx answers raise ``FlovynApiError``; network errors propagate as aiohttp
-    or timeout errors (see ``is_transient``).
+    or timeout errors (see ``is_transient``). ``exchange`` is the raw call under both.
     """
 
     def __init__(
         self,
         server_url: str,
         *,
-        tenant: str,
+        tenant: str | None,
         token: str | None = None,
         default_timeout: float = 30.0,
     ) -> None:
         self.server_url = server_url.rstrip("/")
-        self.prefix = f"/api/tenants/{quote_segment(tenant)}"
+        self.tenant = tenant
         self.default_timeout = default_timeout
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The tenant's path prefix; a ``ValueError`` when this transport has no tenant."""
+        if not self.tenant:
+            raise ValueError("this call needs a tenant: pass tenant=... (or --tenant)")
+        return f"/api/tenants/{quote_segment(self.tenant)}"
 
     def session(self) -> aiohttp.ClientSession:
         """The one HTTP session (opened on first use), shared by requests and streams."""
@@ -95,10 +103,12 @@ class Transport:
         *,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the HTTP request's timeout
+        root: bool = False,
     ) -> Any:
-        """Send one request under the tenant prefix and return the decoded JSON answer."""
+        """Send one request and return the decoded JSON answer; ``path`` is under the
+        tenant prefix unless ``root``."""
         _, answer = await self.request_with_status(
-            method, path, body, params=params, timeout=timeout
+            method, path, body, params=params, timeout=timeout, root=root
         )
         return answer
 
@@ -110,22 +120,60 @@ class Transport:
         *,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the HTTP request's timeout
+        root: bool = False,
     ) -> tuple[int, Any]:
         """Like ``request`` but also return the HTTP status (e.g. 200 vs 201)."""
-        url = f"{self.server_url}{self.prefix}{path}"
-        data = None if body is _NO_BODY else dumps(body)
-        client_timeout = aiohttp.ClientTimeout(total=timeout or self.default_timeout)
-        async with self.session().request(
-            method, url, data=data, params=params, timeout=client_timeout
-        ) as response:
-            raw = await response.read()
-            status = response.status
+        status, raw = await self.exchange(
+            method,
+            path if root else self.prefix + path,
+            None if body is _NO_BODY else dumps(body),
+            params=params,
+            timeout=timeout,
+        )
         if status >= 400:
             raise api_error(status, raw)
         return status, (loads(raw) if raw else None)
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the HTTP request's timeout
+    ) -> tuple[int, bytes]:
+        """One raw request to ``{server_url}{path}``: (status, body bytes), whatever the
+        status. ``params`` values that are None are left out, lists joined with commas;
+        ``headers`` are added to (or replace) the client's own."""
+        query = None
+        if params is not None:
+            query = {
+                k: ",".join(map(str, v)) if isinstance(v, list | tuple) else _text(v)
+                for k, v in params.items()
+                if v is not None
+            }
+        client_timeout = aiohttp.ClientTimeout(total=timeout or self.default_timeout)
+        async with self.session().request(
+            method,
+            self.server_url + path,
+            data=data,
+            params=query,
+            headers=headers,
+            timeout=client_timeout,
+        ) as response:
+            return response.status, await response.read()
 
     async def close(self) -> None:
         """Close the session (idempotent)."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _text(value: Any) -> str:
+    """A query-string value: booleans as JSON spells them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

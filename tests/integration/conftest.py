@@ -25,6 +25,7 @@ from flovyn_server.app import create_app
 from flovyn_server.settings import Settings
 from flovyn_server.store.base import Store, open_store
 from flovyn_worker import Client, Worker
+from flovyn_worker.transport import Transport
 from tests.serverproc import ServerProcess
 
 ADMIN_KEY = "test-admin-key"
@@ -39,12 +40,17 @@ def _free_port() -> int:
 @dataclass
 class Flovyn:
     url: str
-    session: aiohttp.ClientSession
+    transport: Transport  # the SDK's HTTP layer, for raw calls (no credentials of its own)
     slug: str = ""
     api_key: str = ""
     worker_token: str = ""
     app: web.Application | None = None
     _workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The transport's session, for tests that read a response as it streams."""
+        return self.transport.session()
 
     async def call(
         self,
@@ -61,15 +67,15 @@ class Flovyn:
             path = f"/api/tenants/{self.slug}/" + path[2:]
         headers = {"Authorization": f"Bearer {key or self.api_key}"} if key != "" else {}
         data = raw if raw is not None else (None if body is None else _dumps(body))
-        async with self.session.request(
-            method, self.url + path, data=data, headers=headers, params=params
-        ) as resp:
-            text = await resp.text()
-            try:
-                parsed = _loads(text) if text else None
-            except ValueError:
-                parsed = text
-            return resp.status, parsed
+        status, answer = await self.transport.exchange(
+            method, path, data, params=params, headers=headers
+        )
+        text = answer.decode("utf-8", "replace")
+        try:
+            parsed = _loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return status, parsed
 
     async def ok(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         status, data = await self.call(method, path, body, **kw)
@@ -158,10 +164,14 @@ async def flovyn(server_settings: Settings) -> AsyncIterator[Flovyn]:
     site = web.TCPSite(runner, server_settings.host, server_settings.port)
     await site.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            f = Flovyn(f"http://{server_settings.host}:{server_settings.port}", session, app=app)
+        url = f"http://{server_settings.host}:{server_settings.port}"
+        transport = Transport(url, tenant=None)
+        try:
+            f = Flovyn(url, transport, app=app)
             f.slug, f.api_key, f.worker_token = await new_tenant(f)
             yield f
+        finally:
+            await transport.close()
     finally:
         await runner.cleanup()
 

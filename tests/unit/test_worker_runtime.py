@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import uuid
@@ -434,7 +435,8 @@ async def test_stale_activation_is_dropped(fake: FakeServer, caplog: Any) -> Non
 
 
 async def test_client_start_and_result(fake: FakeServer) -> None:
-    statuses = iter(["PENDING", "RUNNING", "COMPLETED"])
+    # This fake has no stream route (404): result() falls back to polling the status.
+    statuses = itertools.chain(["PENDING", "RUNNING"], itertools.repeat("COMPLETED"))
     fake.routes[("POST", "/workflows/hello-flow/trigger")] = lambda body: web.json_response(
         {
             "workflowExecutionId": EID,
@@ -449,6 +451,7 @@ async def test_client_start_and_result(fake: FakeServer) -> None:
         "id": EID,
         "status": next(statuses),
         "output": {"ok": 1},
+        "currentSequence": 1,
     }
     async with Client(fake.url, tenant="acme", api_key="flovyn_sk_x") as client:
         handle = await client.start_workflow(
@@ -471,6 +474,7 @@ async def test_client_result_raises_for_failed_cancelled_and_timeout(fake: FakeS
         "id": EID,
         "status": state["status"],
         "error": "TaskFailed: nope",
+        "currentSequence": 1,
     }
     async with Client(fake.url, tenant="acme") as client:
         handle = client.get_handle(EID)
@@ -651,7 +655,12 @@ class MiniEngine:
             return web.json_response({"workflowExecutionId": eid, "status": "PENDING"}, status=201)
         elif parts[0] == "workflow-executions" and method == "GET":
             ex = self.executions[parts[1]]
-            answer = {"id": parts[1], "status": ex["status"], "output": ex["output"]}
+            answer = {
+                "id": parts[1],
+                "status": ex["status"],
+                "output": ex["output"],
+                "currentSequence": 0,
+            }
         return web.json_response(answer)
 
 
