@@ -227,11 +227,13 @@ class SqliteStore(Store):
         conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
         wal = Path(self._path + "-wal")
         last = time.monotonic()
-        analysed = 0.0  # at once: the planner's statistics, for lists (see `_analyse`)
+        # At once, then hourly: the planner's statistics, for lists (see `_analyse`).
+        # (Not "0.0 = long ago": the monotonic clock starts at boot, often < 1 h ago.)
+        analysed: float | None = None
         try:
             while True:
                 await asyncio.sleep(CHECKPOINT_POLL_S)
-                if time.monotonic() - analysed >= ANALYSE_EVERY_S:
+                if analysed is None or time.monotonic() - analysed >= ANALYSE_EVERY_S:
                     analysed = time.monotonic()
                     async with self._write_lock:
                         await _finishing(_analyse, conn)
