@@ -64,6 +64,7 @@ async def _demo(workflows: int, data_dir: Path, port: int) -> int:
             key = (await admin.create_api_key("demo", slug=slug))["key"]
             token = (await admin.create_worker_token("demo", slug=slug))["token"]
         print(f"tenant    {slug}   API key {key}")
+        print(f"CLI       export FLOVYN_SERVER={url} FLOVYN_TENANT={slug} FLOVYN_API_KEY={key}")
         worker = Worker(
             url,
             tenant=slug,

@@ -17,6 +17,7 @@ from flovyn_server.models.discovery import (
 from flovyn_server.models.tenants import ApiKeyAnswer, TenantAnswer, WorkerTokenAnswer
 from flovyn_server.models.workflows import PromiseAnswer
 
+from .api_executions import follow_cursor
 from .serde import to_jsonable
 from .transport import Transport, quote_segment
 
@@ -116,14 +117,12 @@ class DiscoveryApi:
         self, *, type: str | None = None, status: str | None = None, page_size: int = 100
     ) -> AsyncGenerator[WorkerInfo, None]:
         """Every worker the filters match, by the list's cursor."""
-        cursor = None
-        while True:
-            page = await self.worker_page(type=type, status=status, limit=page_size, cursor=cursor)
-            for worker in page["workers"]:
-                yield worker
-            cursor = page["nextCursor"]
-            if not cursor:
-                return
+
+        async def fetch(cursor: str | None) -> WorkerList:
+            return await self.worker_page(type=type, status=status, limit=page_size, cursor=cursor)
+
+        async for worker in follow_cursor(fetch, "workers"):
+            yield worker
 
     async def get_worker(self, worker_id: str) -> WorkerDetail:
         """``GET .../workers/{id}``: the worker and the kinds it runs."""

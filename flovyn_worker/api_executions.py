@@ -9,7 +9,7 @@ object. Lists come twice: ``*_page`` for one page (``limit``, ``cursor`` or
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
 from flovyn_server.models.workflows import (
@@ -53,10 +53,24 @@ def _filters(
         "status": status,
         "kind": kind,
         "queue": queue,
-        "parentId": parent_id,
-        "createdAfter": created_after,
-        "createdBefore": created_before,
+        "parent_id": parent_id,
+        "created_after": created_after,
+        "created_before": created_before,
     }
+
+
+async def follow_cursor(
+    fetch: Callable[[str | None], Awaitable[Any]], items: str
+) -> AsyncGenerator[Any, None]:
+    """The `items` of every page `fetch(cursor)` gives, following `nextCursor`."""
+    cursor = None
+    while True:
+        page = await fetch(cursor)
+        for item in page[items]:
+            yield item
+        cursor = page["nextCursor"]
+        if not cursor:
+            return
 
 
 class ExecutionsApi:
@@ -109,8 +123,17 @@ class ExecutionsApi:
     ) -> WorkflowList:
         """One page of ``GET .../workflow-executions``, newest first. ``status`` may be
         several; times are RFC 3339 (exclusive)."""
-        params = _filters(status, kind, queue, parent_id, created_after, created_before)
-        params |= {"limit": limit, "cursor": cursor, "offset": offset}
+        params = {
+            "status": status,
+            "kind": kind,
+            "queue": queue,
+            "parentId": parent_id,
+            "createdAfter": created_after,
+            "createdBefore": created_before,
+            "limit": limit,
+            "cursor": cursor,
+            "offset": offset,
+        }
         answer = await self._transport.request("GET", "/workflow-executions", params=params)
         return cast(WorkflowList, answer)
 
@@ -129,23 +152,13 @@ class ExecutionsApi:
         list's cursor: ``async for wf in client.list_workflows(status="FAILED")``.
         Executions created during the walk are not in it; each one there when it began
         is yielded once."""
-        cursor = None
-        while True:
-            page = await self.workflow_page(
-                status=status,
-                kind=kind,
-                queue=queue,
-                parent_id=parent_id,
-                created_after=created_after,
-                created_before=created_before,
-                limit=page_size,
-                cursor=cursor,
-            )
-            for item in page["workflows"]:
-                yield item
-            cursor = page["nextCursor"]
-            if not cursor:
-                return
+        filters = _filters(status, kind, queue, parent_id, created_after, created_before)
+
+        async def fetch(cursor: str | None) -> WorkflowList:
+            return await self.workflow_page(**filters, limit=page_size, cursor=cursor)
+
+        async for item in follow_cursor(fetch, "workflows"):
+            yield item
 
     async def workflow_counts(
         self, *, kind: str | None = None, queue: str | None = None
@@ -288,9 +301,9 @@ class ExecutionsApi:
         page_size: int = 1000,
     ) -> AsyncGenerator[LogLine, None]:
         """Every log line of a task the filters match, oldest first, by the cursor."""
-        cursor = None
-        while True:
-            page = await self.task_log_page(
+
+        async def fetch(cursor: str | None) -> LogPage:
+            return await self.task_log_page(
                 workflow_execution_id,
                 task_id,
                 level=level,
@@ -299,8 +312,6 @@ class ExecutionsApi:
                 limit=page_size,
                 cursor=cursor,
             )
-            for line in page["logs"]:
-                yield line
-            cursor = page["nextCursor"]
-            if not cursor:
-                return
+
+        async for line in follow_cursor(fetch, "logs"):
+            yield line

@@ -181,7 +181,7 @@ async def _open(
     transport: Transport, path: str, last_event_id: str | None, limits: aiohttp.ClientTimeout
 ) -> aiohttp.ClientResponse:
     """GET the stream; raise ``FlovynApiError`` for an error answer."""
-    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    headers = transport.headers | {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
     url = f"{transport.server_url}{transport.prefix}{path}"

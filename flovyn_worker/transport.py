@@ -73,14 +73,18 @@ class Transport:
         tenant: str | None,
         token: str | None = None,
         default_timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.tenant = tenant
         self.default_timeout = default_timeout
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if token:
-            self._headers["Authorization"] = f"Bearer {token}"
-        self._session: aiohttp.ClientSession | None = None
+            self.headers["Authorization"] = f"Bearer {token}"
+        # A session of the caller's (its connector, its lifetime) is used as it is, and
+        # left open; else one of our own, opened on first use.
+        self._own = session is None
+        self._session: aiohttp.ClientSession | None = session
 
     @property
     def prefix(self) -> str:
@@ -91,8 +95,9 @@ class Transport:
 
     def session(self) -> aiohttp.ClientSession:
         """The one HTTP session (opened on first use), shared by requests and streams."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers)
+        if self._own and (self._session is None or self._session.closed):
+            self._session = aiohttp.ClientSession(headers=self.headers)
+        assert self._session is not None
         return self._session
 
     async def request(
@@ -160,16 +165,17 @@ class Transport:
             self.server_url + path,
             data=data,
             params=query,
-            headers=headers,
+            # our own session sends self.headers already; a caller's does not
+            headers=headers if self._own else self.headers | (headers or {}),
             timeout=client_timeout,
         ) as response:
             return response.status, await response.read()
 
     async def close(self) -> None:
-        """Close the session (idempotent)."""
-        if self._session is not None and not self._session.closed:
+        """Close the session if it is our own (idempotent)."""
+        if self._own and self._session is not None and not self._session.closed:
             await self._session.close()
-        self._session = None
+            self._session = None
 
 
 def _text(value: Any) -> str:

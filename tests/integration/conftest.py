@@ -40,7 +40,7 @@ def _free_port() -> int:
 @dataclass
 class Flovyn:
     url: str
-    transport: Transport  # the SDK's HTTP layer, for raw calls (no credentials of its own)
+    session: aiohttp.ClientSession
     slug: str = ""
     api_key: str = ""
     worker_token: str = ""
@@ -48,9 +48,10 @@ class Flovyn:
     _workers: list[Worker] = field(default_factory=list)
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The transport's session, for tests that read a response as it streams."""
-        return self.transport.session()
+    def transport(self) -> Transport:
+        """The SDK's HTTP layer on the test's session, for raw calls (no credentials of
+        its own: each call says which it sends)."""
+        return Transport(self.url, tenant=None, session=self.session)
 
     async def call(
         self,
@@ -164,14 +165,10 @@ async def flovyn(server_settings: Settings) -> AsyncIterator[Flovyn]:
     site = web.TCPSite(runner, server_settings.host, server_settings.port)
     await site.start()
     try:
-        url = f"http://{server_settings.host}:{server_settings.port}"
-        transport = Transport(url, tenant=None)
-        try:
-            f = Flovyn(url, transport, app=app)
+        async with aiohttp.ClientSession() as session:
+            f = Flovyn(f"http://{server_settings.host}:{server_settings.port}", session, app=app)
             f.slug, f.api_key, f.worker_token = await new_tenant(f)
             yield f
-        finally:
-            await transport.close()
     finally:
         await runner.cleanup()
 

@@ -1,0 +1,1 @@
+"""The nouns of the `flovyn` command, one module per area; each exports COMMANDS."""
