@@ -12,8 +12,13 @@ and samples, every `--every` seconds while they run and until all have completed
 It prints the samples, the maximum of each, and, for PostgreSQL, the bytes per table
 per 10,000 workflows at the end.
 
+With `--kill-at S` the server is killed (SIGKILL) S seconds into the load and started
+again on the same port and database: it prints the WAL it left and how long the new
+one took to answer, and checks that every trigger the server acknowledged completes.
+
     python3 benchmarks/soak.py                           # 20000 workflows, both stores
     python3 benchmarks/soak.py --store sqlite --workflows 40000
+    python3 benchmarks/soak.py --store sqlite --kill-at 10
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -100,8 +106,18 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
         print(f"   {'s':>6} {'completed':>10} {'WAL MB':>8} {'db MB':>8} {'RSS MB':>8}")
         deadline = started + args.timeout
         completed = 0
+        killed = False
         while time.monotonic() < deadline:
             await asyncio.sleep(args.every)
+            if (
+                args.kill_at is not None
+                and not killed
+                and time.monotonic() - started >= args.kill_at
+            ):
+                killed = True
+                server = await kill_and_restart(
+                    res, store, tmp, port, db.url, admin_key, api, server
+                )
             completed = await rough_count(tenant, "COMPLETED")  # an estimate past 1,000
             still_open = await rough_count(tenant, OPEN)  # exact near the end
             sample = (
@@ -120,7 +136,14 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
                 break
         trig = await triggers
         completed = await count(tenant, "COMPLETED")
+    # After a kill, the triggers in flight got no answer: only those acknowledged count.
+    expected = len(trig.ids) if killed else args.workflows
     ran = samples[-1][0] if samples else 0.0
+    if killed:
+        unanswered = sum(trig.errors.values())
+        print(
+            f"   {len(trig.ids)} triggers acknowledged, {unanswered} unanswered while it was down"
+        )
     print(f"   {completed} of {args.workflows} completed in {ran:.1f} s ({completed / ran:.0f}/s)")
     if store == "sqlite":
         print(
@@ -137,11 +160,27 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
                 print(f"     {name:<22} {size * per / MB:8.1f} MB")
         print(f"     {'all':<22} {sum(sizes.values()) * per / MB:8.1f} MB")
     problems = []
-    if completed < args.workflows:
-        problems.append(f"only {completed} of {args.workflows} completed")
-    if trig.errors:
+    if completed < expected:
+        problems.append(f"only {completed} of {expected} acknowledged workflows completed")
+    if trig.errors and not killed:
         problems.append(f"trigger errors: {dict(trig.errors)}")
     return problems
+
+
+async def kill_and_restart(
+    res: Resources, store: str, tmp: Path, port: int, url: str, admin_key: str, api: Api, old: Any
+) -> Any:
+    """SIGKILL the server mid-load, start it again, and say what that cost."""
+    wal = file_size(tmp / "flovyn.db-wal")
+    old.proc.kill()
+    old.proc.wait()
+    began = time.monotonic()
+    server = start_server(res, store, tmp, port, url, admin_key, None)
+    await wait_healthy(api, server, 120)
+    took = time.monotonic() - began
+    left = f" with a {wal / MB:.1f} MB WAL" if store == "sqlite" else ""
+    print(f"   kill -9{left}: answering again {took:.2f} s after the restart", flush=True)
+    return server
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -153,6 +192,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-items", type=int, default=100, help="per worker, as the SDK default")
     p.add_argument("--every", type=float, default=2.0, help="seconds between samples")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds for all to complete")
+    p.add_argument("--kill-at", type=float, help="SIGKILL and restart the server after S seconds")
     p.add_argument("--postgres-url", default=os.environ.get("FLOVYN_BENCH_PG_URL", DEFAULT_PG_URL))
     return p.parse_args(argv)
 
