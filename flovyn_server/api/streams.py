@@ -8,7 +8,8 @@ missed. Workflow, consolidated and task streams replay from the first event with
 it, and end once the execution is COMPLETED, FAILED or CANCELLED and all it wrote was
 sent, with a last `end` event (`{workflowExecutionId, type: "end", status,
 timestamp}`) so that a client knows not to reconnect. The feed starts at the present
-without it and never ends.
+without it, and says where with a first `id:` line and no event (a client that
+reconnects before its first event then misses nothing); it never ends.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ async def _serve(
         await response.send(dumps(item.payload), id=item.id, event=item.name)
         metrics.labelled(metrics.SSE_EVENTS, kind.value).inc()
 
-    relay = Relay(eng.store, sub, send, ends_with=execution_id)
+    async def mark(position: str) -> None:
+        await response.write(f"id: {position}\n\n".encode())
+
+    relay = Relay(eng.store, sub, send, ends_with=execution_id, mark=mark)
     try:
         await response.prepare(request)
         async with response:  # stops the keep-alives when the stream ends
@@ -183,7 +187,8 @@ async def stream_feed(request: web.Request) -> web.StreamResponse:
     `workflow_status` on each change of its status, each with the execution's summary
     (`{workflowExecutionId, type, timestamp, workflow}`). The summary is the execution
     as of the read: changes that follow each other quickly may fold into one event.
-    Starts at the present; with `Last-Event-ID`, from after that event. Never ends.
+    Starts at the present (a first `id:` line, with no event, says where: reconnect
+    with it); with `Last-Event-ID`, from after that event. Never ends.
     """
     t = tenant(request)
     return await _serve(request, Kind.FEED, t.id, None)

@@ -30,10 +30,14 @@ class Relay:
         send: Callable[[Item], Awaitable[None]],
         *,
         ends_with: str | None,
+        mark: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """`send` writes one event to the client; the stream ends once the execution
-        `ends_with` has ended and all it wrote was sent (None: it never ends)."""
+        `ends_with` has ended and all it wrote was sent (None: it never ends). `mark`
+        tells the client where a feed that starts now starts (an `id:` with no event),
+        so that a reconnection before its first event misses nothing."""
         self.store, self.sub, self.send = store, sub, send
+        self.mark = mark
         self.ends_with = ends_with
         self.last: tuple[int, str] = (-1, "")
         self.covered = 0
@@ -56,6 +60,8 @@ class Relay:
             hi, _ = await tx.horizon()
         if after is None and self.sub.kind is Kind.FEED:  # the feed starts now
             self.last, self.covered = (hi - 1, reads.LAST_TIE), hi
+            if self.mark is not None:
+                await self.mark(self.last_id)
         else:
             self.last = after or (-1, "")
             self.covered = max(self.last[0], 0)
