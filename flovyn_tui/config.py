@@ -75,6 +75,7 @@ class Connection:
     tenant: str | None
     api_key: str | None
     profile: str
+    explicit: bool = False  # the server came from a flag, a variable or a profile
 
 
 def resolve(
@@ -96,4 +97,7 @@ def resolve(
         value = flags[key] or os.environ.get(ENV[key]) or values.get(key)
         return str(value) if value else None
 
-    return Connection(pick("server") or DEFAULT_SERVER, pick("tenant"), pick("api-key"), name)
+    server = pick("server")
+    return Connection(
+        server or DEFAULT_SERVER, pick("tenant"), pick("api-key"), name, explicit=bool(server)
+    )

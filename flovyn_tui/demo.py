@@ -1,46 +1,26 @@
-"""`flovyn demo`: an embedded server on SQLite, the example order worker, and workflows
-triggered and watched until they complete."""
+"""`flovyn demo`: an embedded server on SQLite, a worker of the demo workflows
+(`demo_flows.py`) in the same process, a steady trickle of triggers, and the
+dashboard on top. `--headless` runs orders to completion and prints as it goes
+instead (for CI, and for a README that shows output)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import contextlib
 import logging
-import secrets
-import socket
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from aiohttp import web
-
-from flovyn_server.app import create_app
-from flovyn_server.settings import Settings
+from flovyn_tui import demo_flows
+from flovyn_tui.dashboard.embedded import EmbeddedServer, Local
 from flovyn_worker import Client, Worker
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "orders.py"
-
-
-def _load_example() -> ModuleType:
-    """The order example from the source tree's `examples/` (the demo runs from a checkout)."""
-    if not EXAMPLE.exists():
-        raise SystemExit(f"flovyn demo needs the example at {EXAMPLE}; run it from a checkout")
-    spec = importlib.util.spec_from_file_location("flovyn_example_orders", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+TRICKLE_S = 1.5  # seconds between two triggers under the dashboard
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -48,33 +28,48 @@ def _bar(done: int, total: int, width: int = 30) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + f"] {done}/{total}"
 
 
-async def _demo(workflows: int, data_dir: Path, port: int) -> int:
-    example = _load_example()
-    admin_key = "flovyn_admin_" + secrets.token_urlsafe(16)
-    settings = Settings(port=port or _free_port(), data_dir=data_dir, admin_key=admin_key)
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=5)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    url = f"http://{settings.host}:{settings.port}"
-    print(f"server    {url}  (SQLite at {settings.database_url.removeprefix('sqlite:///')})")
+@contextlib.asynccontextmanager
+async def demo_worker(local: Local) -> AsyncIterator[Worker]:
+    worker = Worker(
+        local.url,
+        tenant=local.tenant,
+        token=local.worker_token,
+        workflows=demo_flows.WORKFLOWS,
+        tasks=demo_flows.TASKS,
+        name="demo-worker",
+    )
+    async with worker:
+        yield worker
+
+
+async def trickle(local: Local, every: float = TRICKLE_S) -> None:
+    """Trigger the demo's workflows one after another until cancelled."""
+    async with Client(local.url, tenant=local.tenant, api_key=local.api_key) as client:
+        n = 0
+        while True:
+            kind, data = demo_flows.trigger_for(n)
+            with contextlib.suppress(Exception):  # a busy moment: the next one goes
+                await client.trigger_workflow(kind, data)
+            n += 1
+            await asyncio.sleep(every)
+
+
+async def _headless(workflows: int, data_dir: Path, port: int) -> int:
+    server = EmbeddedServer(data_dir, port)
+    local = await server.start()
+    print(
+        f"server    {local.url}  (SQLite at {server.settings.database_url.removeprefix('sqlite:///')})"
+    )
+    print(f"tenant    {local.tenant}   API key {local.api_key}")
+    print(
+        f"CLI       export FLOVYN_SERVER={local.url} FLOVYN_TENANT={local.tenant} FLOVYN_API_KEY={local.api_key}"
+    )
     try:
-        async with Client(url, api_key=admin_key) as admin:
-            slug = f"demo-{secrets.token_hex(3)}"
-            await admin.create_tenant("Demo", slug)
-            key = (await admin.create_api_key("demo", slug=slug))["key"]
-            token = (await admin.create_worker_token("demo", slug=slug))["token"]
-        print(f"tenant    {slug}   API key {key}")
-        print(f"CLI       export FLOVYN_SERVER={url} FLOVYN_TENANT={slug} FLOVYN_API_KEY={key}")
-        worker = Worker(
-            url,
-            tenant=slug,
-            token=token,
-            workflows=example.WORKFLOWS,
-            tasks=example.TASKS,
-            name="demo-worker",
-        )
-        async with worker, Client(url, tenant=slug, api_key=key) as client:
-            print(f"worker    orders-example: workflows {[w.__name__ for w in example.WORKFLOWS]}")
+        async with (
+            demo_worker(local),
+            Client(local.url, tenant=local.tenant, api_key=local.api_key) as client,
+        ):
+            print(f"worker    demo-worker: workflows {[w.__name__ for w in demo_flows.WORKFLOWS]}")
             started = time.perf_counter()
             handles = [
                 await client.start_workflow(
@@ -92,8 +87,7 @@ async def _demo(workflows: int, data_dir: Path, port: int) -> int:
                     outcomes["COMPLETED"] += 1
                 except Exception as exc:  # the demo reports failures, it does not stop
                     outcomes[type(exc).__name__] += 1
-                done = sum(outcomes.values())
-                sys.stdout.write("\r" + _bar(done, len(handles)))
+                sys.stdout.write("\r" + _bar(sum(outcomes.values()), len(handles)))
                 sys.stdout.flush()
 
             await asyncio.gather(*(wait(h) for h in handles))
@@ -107,14 +101,35 @@ async def _demo(workflows: int, data_dir: Path, port: int) -> int:
                 print(f"  {event['sequence']:>3}  {event['eventType']}")
             return 0 if outcomes["COMPLETED"] == len(handles) else 1
     finally:
-        await runner.cleanup()
+        await server.stop()
 
 
-def run_demo(*, workflows: int, data_dir: str | None, port: int) -> int:
-    # Task log lines (e.g. the example's simulated card failures) are stored on the
-    # server; the terminal shows only the demo's own progress and real errors.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    if data_dir:
-        return asyncio.run(_demo(workflows, Path(data_dir), port))
-    with tempfile.TemporaryDirectory(prefix="flovyn-demo-") as tmp:
-        return asyncio.run(_demo(workflows, Path(tmp), port))
+def _dashboard(data_dir: Path, port: int) -> int:
+    from flovyn_tui.dashboard.app import FlovynApp, Target, log_to
+
+    log_to(data_dir / "flovyn.log")
+
+    async def start(local: Local) -> None:
+        async with demo_worker(local):
+            await trickle(local)
+
+    app = FlovynApp(
+        Target(None, None, None), embedded=EmbeddedServer(data_dir, port), on_ready=start
+    )
+    return app.run() or 0
+
+
+def run_demo(*, workflows: int, data_dir: str | None, port: int, headless: bool) -> int:
+    with contextlib.ExitStack() as stack:
+        folder = (
+            Path(data_dir)
+            if data_dir
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flovyn-demo-")))
+        )
+        if headless:
+            # Task log lines (e.g. the simulated card failures) are stored on the
+            # server; the terminal shows only the demo's progress and real errors.
+            logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+            return asyncio.run(_headless(workflows, folder, port))
+        return _dashboard(folder, port)
+    return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -108,10 +108,14 @@ class WorkflowHandle:
         *,
         last_event_id: str | None = None,
         read_timeout: float | None = STREAM_READ_TIMEOUT,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The history live, then ``end``: see ``Client.stream_workflow``."""
         return self._client.stream_workflow(
-            self.id, last_event_id=last_event_id, read_timeout=read_timeout
+            self.id,
+            last_event_id=last_event_id,
+            read_timeout=read_timeout,
+            on_connection=on_connection,
         )
 
     def __repr__(self) -> str:
@@ -230,6 +234,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
         *,
         last_event_id: str | None = None,
         read_timeout: float | None = STREAM_READ_TIMEOUT,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Follow an execution's history live (``GET .../stream/workflows/{id}``).
 
@@ -260,6 +265,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
             f"/stream/workflows/{quote_segment(workflow_execution_id)}",
             last_event_id=last_event_id,
             read_timeout=read_timeout,
+            on_connection=on_connection,
         )
 
     def stream_consolidated(
@@ -268,6 +274,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
         *,
         last_event_id: str | None = None,
         read_timeout: float | None = STREAM_READ_TIMEOUT,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """``stream_workflow`` over the execution and all its descendants (children,
         grandchildren, ...): each event's ``data["workflowExecutionId"]`` says whose it
@@ -278,6 +285,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
             f"/stream/workflows/{quote_segment(workflow_execution_id)}/consolidated",
             last_event_id=last_event_id,
             read_timeout=read_timeout,
+            on_connection=on_connection,
         )
 
     def stream_tasks(
@@ -286,6 +294,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
         *,
         last_event_id: str | None = None,
         read_timeout: float | None = STREAM_READ_TIMEOUT,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The execution's tasks live (``GET .../workflow-executions/{id}/tasks/stream``):
         ``task_created``, ``task_started``, ``task_progress``, ``task_log``,
@@ -297,6 +306,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
             f"/workflow-executions/{quote_segment(workflow_execution_id)}/tasks/stream",
             last_event_id=last_event_id,
             read_timeout=read_timeout,
+            on_connection=on_connection,
         )
 
     def stream_feed(
@@ -304,6 +314,7 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
         *,
         last_event_id: str | None = None,
         read_timeout: float | None = STREAM_READ_TIMEOUT,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """The tenant's executions as they change (``GET .../stream/workflows``):
         ``workflow_created`` and ``workflow_status``, each with the execution's summary
@@ -315,4 +326,5 @@ class Client(ExecutionsApi, AdminApi, DiscoveryApi):
             "/stream/workflows",
             last_event_id=last_event_id,
             read_timeout=read_timeout,
+            on_connection=on_connection,
         )

@@ -16,7 +16,7 @@ import asyncio
 import codecs
 import logging
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,8 +206,13 @@ async def read_stream(
     *,
     last_event_id: str | None = None,
     read_timeout: float | None = STREAM_READ_TIMEOUT,
+    on_connection: Callable[[bool], None] | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """The events of the stream at ``path`` (under the tenant prefix), until ``end``.
+
+    ``on_connection(True)`` is called each time the stream is (re)connected and
+    ``on_connection(False)`` each time it is lost and a reconnection is about to be
+    tried: what a dashboard shows as "live" and "reconnecting".
 
     Reconnects, sending ``Last-Event-ID`` (the id of the last event it yielded), after
     a dropped or silent connection, a stream closed without ``end`` and transient
@@ -240,6 +245,8 @@ async def read_stream(
             problem = exc
         else:
             backoff.reset()
+            if on_connection is not None:
+                on_connection(True)
             problem = "the server closed the stream before its end event"
             try:
                 chunks = response.content.iter_any()
@@ -259,6 +266,8 @@ async def read_stream(
                             return
             finally:
                 response.close()
+        if on_connection is not None:
+            on_connection(False)
         if parser.retry is not None and parser.retry != hint:
             hint = parser.retry
             first = max(hint / 1000, _MIN_DELAY)  # a 0 hint would never grow

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from flovyn_tui import config
-from flovyn_tui.commands.base import CONTEXT, EXIT_API, EXIT_USAGE, fail
+from flovyn_tui.commands.base import (
+    CONTEXT,
+    EXIT_API,
+    EXIT_USAGE,
+    connection_options,
+    fail,
+    options,
+)
 from flovyn_tui.output import console, table
 
 
@@ -101,7 +108,7 @@ def _use_uvloop() -> None:
     type=click.IntRange(1, 100_000),
     default=20,
     show_default=True,
-    help="How many workflows to trigger.",
+    help="With --headless: how many orders to run.",
 )
 @click.option(
     "--data-dir",
@@ -111,17 +118,64 @@ def _use_uvloop() -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one)."
 )
-def demo(workflows: int, data_dir: str | None, port: int) -> None:
-    """Run an embedded server and the example worker, trigger order workflows and
-    show them complete.
+@click.option("--headless", is_flag=True, help="No dashboard: run orders to completion and print.")
+def demo(workflows: int, data_dir: str | None, port: int, headless: bool) -> None:
+    """An embedded server, a worker of the demo workflows (retries and logs, timers,
+    a promise, child workflows, a failure to retry) and a trickle of triggers, with
+    the dashboard on top.
 
     \b
-    Example:
-      flovyn demo --workflows 50
+    Examples:
+      flovyn demo
+      flovyn demo --headless --workflows 50
     """
     from flovyn_tui.demo import run_demo
 
-    raise SystemExit(run_demo(workflows=workflows, data_dir=data_dir, port=port))
+    raise SystemExit(run_demo(workflows=workflows, data_dir=data_dir, port=port, headless=headless))
+
+
+@click.command(context_settings=CONTEXT)
+@connection_options
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="The embedded server's data (default ~/.local/share/flovyn; FLOVYN_DATA_DIR).",
+)
+def tui(data_dir: str | None) -> None:
+    """The dashboard. With no --server (flag, FLOVYN_SERVER or profile) it starts a
+    server on SQLite in this process and shows how a worker reaches it.
+
+    \b
+    Examples:
+      flovyn tui
+      flovyn tui --server http://flovyn.internal:8000 --tenant acme
+    """
+    from pathlib import Path
+
+    from flovyn_server.settings import default_data_dir
+    from flovyn_tui.dashboard.app import FlovynApp, Target, log_to
+    from flovyn_tui.dashboard.embedded import EmbeddedServer
+
+    opts = options()
+    try:
+        conn = config.resolve(
+            server=opts.server, tenant=opts.tenant, api_key=opts.api_key, profile=opts.profile
+        )
+    except config.ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    folder = Path(data_dir) if data_dir else default_data_dir()
+    log_to(folder / "flovyn-tui.log")
+    if conn.explicit:
+        if not conn.tenant:
+            fail(
+                "no tenant: pass --tenant, set FLOVYN_TENANT, or `flovyn config set tenant SLUG`",
+                EXIT_USAGE,
+            )
+        app = FlovynApp(Target(conn.server, conn.tenant, conn.api_key))
+    else:
+        embedded = EmbeddedServer(folder)
+        app = FlovynApp(Target(None, None, None), embedded=embedded)
+    raise SystemExit(app.run() or 0)
 
 
 @click.group("config", context_settings=CONTEXT)
@@ -239,4 +293,4 @@ def completion(shell: str) -> None:
     click.echo(source)
 
 
-COMMANDS = [server, demo, config_group, completion]
+COMMANDS = [server, demo, tui, config_group, completion]

@@ -18,6 +18,7 @@ def test_demo_completes_its_workflows(tmp_path: Path) -> None:
             "-m",
             "flovyn_tui.cli",
             "demo",
+            "--headless",
             "--workflows",
             "5",
             "--data-dir",

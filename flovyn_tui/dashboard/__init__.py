@@ -1,0 +1,1 @@
+"""The Textual dashboard: `flovyn tui` and `flovyn demo`."""

@@ -1,0 +1,239 @@
+"""`flovyn tui`: the dashboard.
+
+The app owns the connection (a `Client` of a remote server, or of a server it
+embeds), the tenant feed (one stream for every view of it) and the header; the
+views and screens own their state and talk to the server only through the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from flovyn_tui.dashboard.embedded import EmbeddedServer, Local
+from flovyn_worker import Client, FlovynApiError
+from flovyn_worker.sse import StreamEvent
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the dashboard connects: a server, or None to embed one."""
+
+    server: str | None
+    tenant: str | None
+    api_key: str | None
+
+
+class FeedEvent(Message):
+    """A change of an execution, from the tenant feed."""
+
+    def __init__(self, event: StreamEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class Connection(Message):
+    """The feed connected (True) or lost its connection (False)."""
+
+    def __init__(self, live: bool) -> None:
+        super().__init__()
+        self.live = live
+
+
+class Header(Static):
+    """Where the dashboard is connected, whether it is live, and how a worker joins."""
+
+    def show(self, target: str, tenant: str, live: bool | None, local: Local | None) -> None:
+        mark = (
+            Text("● LIVE", style="bold green")
+            if live
+            else Text("◌ connecting" if live is None else "◌ reconnecting…", style="bold yellow")
+        )
+        line = Text.assemble(("Flovyn ", "bold"), mark, "  ", target, "  tenant ", (tenant, "bold"))
+        if local is not None:
+            line.append("\nworker: ", style="dim")
+            line.append(local.worker_line())
+        self.update(line)
+
+
+class FlovynApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Flovyn"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("w", "show('workflows')", "Workflows"),
+        Binding("o", "show('workers')", "Workers"),
+        Binding("d", "show('definitions')", "Definitions"),
+        Binding("u", "undo", "Undo", show=False),
+    ]
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        embedded: EmbeddedServer | None = None,
+        feed: bool = True,
+        on_ready: Callable[[Local], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.target = target
+        self.embedded = embedded
+        self.local: Local | None = None
+        self.client: Client | None = None
+        self.live: bool | None = None
+        self.connection_changes: list[bool] = []  # for tests: what the header went through
+        self._feed = feed
+        self._on_ready = on_ready
+        self.ready = asyncio.Event()
+        self.pending: Any = None  # an action waiting out its undo window (actions.py)
+
+    # -- start and stop -----------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        from flovyn_tui.dashboard.definitions import DefinitionsView, WorkersView
+        from flovyn_tui.dashboard.workflows import WorkflowsView
+
+        yield Header(id="header")
+        with TabbedContent(id="main"):
+            with TabPane("Workflows", id="workflows"):
+                yield WorkflowsView()
+            with TabPane("Workers", id="workers"):
+                yield WorkersView()
+            with TabPane("Definitions", id="definitions"):
+                yield DefinitionsView()
+        yield Static(id="notice")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.connect()
+
+    @work(exclusive=True, group="connect")
+    async def connect(self) -> None:
+        key: str | None
+        if self.embedded is not None:
+            self.local = await self.embedded.start()
+            url, tenant, key = self.local.url, self.local.tenant, self.local.api_key
+        else:
+            url = self.target.server or "http://127.0.0.1:8000"
+            tenant, key = self.target.tenant or "", self.target.api_key
+        self.client = Client(url, tenant=tenant, api_key=key)
+        self._header()
+        try:
+            await self.client.get_tenant()
+        except FlovynApiError as exc:
+            self.notify(f"{exc.message} (HTTP {exc.status})", severity="error", timeout=30)
+            return
+        except OSError as exc:
+            self.notify(f"cannot reach {url}: {exc}", severity="error", timeout=30)
+            return
+        self.ready.set()
+        from flovyn_tui.dashboard.workflows import WorkflowsView
+
+        self.query_one(WorkflowsView).start()
+        if self._feed:
+            self.follow_feed()
+        if self._on_ready is not None and self.local is not None:
+            self.run_worker(self._on_ready(self.local), group="on-ready")
+
+    def _header(self) -> None:
+        if self.client is None:
+            return
+        transport = self.client._transport
+        self.query_one(Header).show(
+            transport.server_url, transport.tenant or "-", self.live, self.local
+        )
+
+    async def on_unmount(self) -> None:
+        # The demo's worker and the streams end before the server they talk to.
+        self.workers.cancel_all()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.workers.wait_for_complete(), 10)
+        if self.client is not None:
+            await self.client.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    # -- the tenant feed ----------------------------------------------------------
+
+    @work(exclusive=True, group="feed")
+    async def follow_feed(self) -> None:
+        assert self.client is not None
+
+        def state(live: bool) -> None:
+            self.post_message(Connection(live))
+
+        stream = self.client.stream_feed(on_connection=state)
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                self.post_message(FeedEvent(event))
+
+    def on_connection(self, message: Connection) -> None:
+        if message.live != self.live:
+            self.live = message.live
+            self.connection_changes.append(message.live)
+            self._header()
+            if message.live is False:
+                self.notify("connection lost: reconnecting", severity="warning")
+
+    def on_feed_event(self, message: FeedEvent) -> None:
+        from flovyn_tui.dashboard.workflows import WorkflowsView
+
+        for screen in self.screen_stack:  # the list may sit under an execution's screen
+            for view in screen.query(WorkflowsView):
+                view.feed(message.event)
+
+    # -- actions ------------------------------------------------------------------
+
+    def action_show(self, tab: str) -> None:
+        self.query_one("#main", TabbedContent).active = tab
+
+    def action_undo(self) -> None:
+        if self.pending is not None and self.pending.undo():
+            return
+        self.notify("nothing to undo")
+
+    def action_help(self) -> None:
+        from flovyn_tui.dashboard.dialogs import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def report(self, exc: BaseException) -> None:
+        """A server's refusal as a notification, never a traceback."""
+        if isinstance(exc, FlovynApiError):
+            self.notify(f"{exc.message} (HTTP {exc.status})", severity="error")
+        else:
+            self.notify(f"{type(exc).__name__}: {exc}", severity="error")
+
+
+def log_to(path: Path) -> None:
+    """Log lines (the embedded server's, the demo worker's tasks') to a file: on the
+    terminal they would tear through the dashboard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=path,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def api(app: Any) -> Client:
+    """The app's client, for its views."""
+    client = app.client
+    if client is None:
+        raise RuntimeError("not connected yet")
+    assert isinstance(client, Client)
+    return client

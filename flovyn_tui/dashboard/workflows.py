@@ -1,0 +1,283 @@
+"""The Workflows view: the tenant's executions, newest first, live from the feed.
+
+Pages come from the list's cursor as the cursor nears the end of what is loaded, so
+a tenant of 100,000 executions opens as fast as one of 100. Feed events update rows
+in place and add new ones at the top; counts per status sit above the table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+from flovyn_tui.dashboard.app import api
+from flovyn_tui.dashboard.rows import Rows, columns
+from flovyn_tui.output import STATUS, duration, local_time
+from flovyn_worker.sse import StreamEvent
+
+PAGE = 200
+FILTERS = ["ALL", "RUNNING", "WAITING", "PENDING", "FAILED", "COMPLETED", "CANCELLED"]
+WIDTHS = (13, 22, 10, 19, 9, 8)
+HEADINGS = ("STATUS", "KIND", "ID", "STARTED", "DURATION", "ATTEMPTS", "QUEUE")
+COUNTS_EVERY_S = 1.0  # the counts are read again at most this often while events arrive
+
+
+def glyph(status: str) -> Text:
+    mark, style = STATUS.get(status, ("?", ""))
+    return Text(f"{mark} {status}", style=style)
+
+
+def workflow_line(wf: dict[str, Any], width: int) -> Text:
+    return columns(
+        [
+            (glyph(wf["status"]), WIDTHS[0]),
+            (wf["kind"], WIDTHS[1]),
+            (wf["id"][:8], WIDTHS[2]),
+            (local_time(wf["createdAt"]), WIDTHS[3]),
+            (duration(wf["startedAt"], wf["completedAt"]) if wf["startedAt"] else "-", WIDTHS[4]),
+            (str(wf["retryAttempts"] + 1), WIDTHS[5]),
+            (wf["queue"], 0),
+        ]
+    )
+
+
+class WorkflowsView(Vertical):
+    BINDINGS = [
+        Binding("left_square_bracket", "cycle(-1)", "Prev status"),
+        Binding("right_square_bracket", "cycle(1)", "Next status"),
+        Binding("slash", "filter", "Filter"),
+        Binding("r", "retry", "Retry"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("t", "trigger", "Trigger"),
+        Binding("y", "copy", "Copy id"),
+        Binding("space", "mark", "Select", show=False),
+        Binding("R", "bulk('retry')", "Retry selected"),
+        Binding("C", "bulk('cancel')", "Cancel selected"),
+        Binding("escape", "clear", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = "ALL"
+        self.text = ""
+        self.next_cursor: str | None = None
+        self.loading = False
+        self.total: tuple[int, bool] = (0, False)
+        self._counts_at = 0.0
+        self._counts_due = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="counts")
+        yield Static(id="filters")
+        yield Static(
+            columns([(h, w) for h, w in zip(HEADINGS, (*WIDTHS, 0), strict=True)]), id="headings"
+        )
+        yield Rows(workflow_line, key=lambda wf: wf["id"], id="workflow-rows")
+        yield Input(
+            placeholder="filter loaded rows by kind, id or queue; enter to apply", id="text-filter"
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#text-filter").display = False
+        self._show_filters()
+        self.set_interval(1.0, self._tick)
+
+    @property
+    def rows(self) -> Rows[dict[str, Any]]:
+        return self.query_one("#workflow-rows", Rows)
+
+    def start(self) -> None:
+        self.reload()
+        self.refresh_counts()
+        self.rows.focus()
+
+    # -- loading ------------------------------------------------------------------
+
+    @work(exclusive=True, group="page")
+    async def reload(self) -> None:
+        self.loading = True
+        try:
+            page = await api(self.app).workflow_page(status=self._status(), limit=PAGE)
+        except Exception as exc:
+            self.app.report(exc)  # type: ignore[attr-defined]
+            return
+        finally:
+            self.loading = False
+        self.next_cursor = page["nextCursor"]
+        self.total = (page["total"], page["totalIsEstimate"])
+        self.rows.set_items(self._visible(page["workflows"]))
+        self._show_filters()
+
+    @work(exclusive=True, group="page")
+    async def more(self) -> None:
+        if self.next_cursor is None:
+            return
+        self.loading = True
+        try:
+            page = await api(self.app).workflow_page(
+                status=self._status(), limit=PAGE, cursor=self.next_cursor
+            )
+        except Exception as exc:
+            self.app.report(exc)  # type: ignore[attr-defined]
+            return
+        finally:
+            self.loading = False
+        self.next_cursor = page["nextCursor"]
+        self.rows.extend(self._visible(page["workflows"]))
+
+    @on(Rows.NearEnd, "#workflow-rows")
+    def _near_end(self) -> None:
+        if not self.loading and self.next_cursor:
+            self.more()
+
+    @work(exclusive=True, group="counts")
+    async def refresh_counts(self) -> None:
+        self._counts_at = time.monotonic()
+        self._counts_due = False
+        try:
+            answer = await api(self.app).workflow_counts()
+        except Exception:
+            return  # the next event tries again; the table matters more
+        guessed = set(answer["estimated"])
+        line = Text()
+        for status, n in answer["counts"].items():
+            mark, style = STATUS.get(status, ("?", ""))
+            line.append(f"{mark} {status} ", style=style)
+            line.append(("~" if status in guessed else "") + f"{n}   ", style="bold")
+        self.query_one("#counts", Static).update(line)
+
+    def _tick(self) -> None:
+        if self._counts_due and time.monotonic() - self._counts_at >= COUNTS_EVERY_S:
+            self.refresh_counts()
+        self.rows.refresh()  # running durations grow
+
+    # -- live ---------------------------------------------------------------------
+
+    def feed(self, event: StreamEvent) -> None:
+        """A feed event: the row updated in place, or a new one at the top."""
+        wf = event.data.get("workflow") if isinstance(event.data, dict) else None
+        if not isinstance(wf, dict):
+            return
+        self._counts_due = True
+        index = self.rows.index_of(wf["id"])
+        fits = self._fits(wf)
+        if index is not None:
+            if fits:
+                self.rows.replace(index, wf)
+            else:
+                self.rows.remove_at(index)
+        elif fits and event.event == "workflow_created":
+            self.rows.insert_top(wf)
+
+    def _status(self) -> str | None:
+        return None if self.status == "ALL" else self.status
+
+    def _fits(self, wf: dict[str, Any]) -> bool:
+        if self.status != "ALL" and wf["status"] != self.status:
+            return False
+        return self._matches_text(wf)
+
+    def _matches_text(self, wf: dict[str, Any]) -> bool:
+        if not self.text:
+            return True
+        needle = self.text.lower()
+        return any(needle in str(wf[f]).lower() for f in ("kind", "id", "queue"))
+
+    def _visible(self, rows: list[Any]) -> list[dict[str, Any]]:
+        return [dict(r) for r in rows if self._matches_text(r)]
+
+    def _show_filters(self) -> None:
+        line = Text()
+        for name in FILTERS:
+            style = "reverse bold" if name == self.status else "dim"
+            line.append(f" {name} ", style=style)
+            line.append(" ")
+        total, guessed = self.total
+        line.append(f"   {'~' if guessed else ''}{total} executions", style="dim")
+        if self.text:
+            line.append(f"   filter: {self.text!r}", style="bold yellow")
+        line.append("   [ ] status  / filter  enter open", style="dim")
+        self.query_one("#filters", Static).update(line)
+
+    # -- actions ------------------------------------------------------------------
+
+    def action_cycle(self, step: int) -> None:
+        self.status = FILTERS[(FILTERS.index(self.status) + step) % len(FILTERS)]
+        self._show_filters()
+        self.reload()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#text-filter", Input)
+        box.display = True
+        box.value = self.text
+        box.focus()
+
+    @on(Input.Submitted, "#text-filter")
+    def _filtered(self, event: Input.Submitted) -> None:
+        self.text = event.value.strip()
+        event.input.display = False
+        self.rows.highlight = self.text or None
+        self._show_filters()
+        self.reload()
+        self.rows.focus()
+
+    def action_clear(self) -> None:
+        box = self.query_one("#text-filter", Input)
+        if box.display:
+            box.display = False
+            self.rows.focus()
+        elif self.text:
+            self.text = ""
+            self.rows.highlight = None
+            self._show_filters()
+            self.reload()
+
+    @on(Rows.Chosen, "#workflow-rows")
+    def _open(self, event: Rows.Chosen) -> None:
+        from flovyn_tui.dashboard.detail import ExecutionScreen
+
+        self.app.push_screen(ExecutionScreen(event.item["id"]))
+
+    def action_copy(self) -> None:
+        wf = self.rows.current
+        if wf is not None:
+            self.app.copy_to_clipboard(wf["id"])
+            self.app.notify(f"copied {wf['id']}")
+
+    def action_mark(self) -> None:
+        self.rows.toggle_mark()
+        self.rows.action_move(1)
+
+    def action_retry(self) -> None:
+        from flovyn_tui.dashboard.actions import retry_with_undo
+
+        wf = self.rows.current
+        if wf is not None:
+            retry_with_undo(self.app, [wf])
+
+    def action_cancel(self) -> None:
+        from flovyn_tui.dashboard.actions import confirm_cancel
+
+        wf = self.rows.current
+        if wf is not None:
+            confirm_cancel(self.app, [wf["id"]])
+
+    def action_trigger(self) -> None:
+        from flovyn_tui.dashboard.dialogs import TriggerScreen
+
+        self.app.push_screen(TriggerScreen())
+
+    def action_bulk(self, what: str) -> None:
+        from flovyn_tui.dashboard.actions import bulk
+
+        marked = [wf for wf in self.rows.items if wf["id"] in self.rows.marked]
+        bulk(self.app, what, marked, status=self._status(), text=self.text)
+        self.rows.marked.clear()
+        self.rows.refresh()
