@@ -9,22 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from flovyn_tui.dashboard.embedded import EmbeddedServer, Local
 from flovyn_worker import Client, FlovynApiError
 from flovyn_worker.sse import StreamEvent
+
+
+def guarded(**options: Any) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+    """`@work` for a method of a widget or screen, whose errors become notifications:
+    a server that refuses or goes away never ends the dashboard with a traceback."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> Any:
+        @functools.wraps(fn)
+        async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(self, *args, **kwargs)
+            except Exception as exc:
+                self.app.report(exc)
+                return None
+
+        return work(exit_on_error=False, **options)(run)
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class FlovynApp(App[int]):
     TITLE = "Flovyn"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
+        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("w", "show('workflows')", "Workflows"),
         Binding("o", "show('workers')", "Workers"),
         Binding("d", "show('definitions')", "Definitions"),
@@ -120,7 +140,7 @@ class FlovynApp(App[int]):
     async def on_mount(self) -> None:
         self.connect()
 
-    @work(exclusive=True, group="connect")
+    @guarded(exclusive=True, group="connect")
     async def connect(self) -> None:
         key: str | None
         if self.embedded is not None:
@@ -168,7 +188,7 @@ class FlovynApp(App[int]):
 
     # -- the tenant feed ----------------------------------------------------------
 
-    @work(exclusive=True, group="feed")
+    @guarded(exclusive=True, group="feed")
     async def follow_feed(self) -> None:
         assert self.client is not None
 
@@ -196,6 +216,24 @@ class FlovynApp(App[int]):
                 view.feed(message.event)
 
     # -- actions ------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette (ctrl+p) offers every key of the screen as well."""
+        yield from super().get_system_commands(screen)
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.description in seen or key in ("ctrl+p",):
+                continue
+            seen.add(binding.description)
+            node, action = active.node, binding.action
+
+            def run(node: Any = node, action: str = action) -> None:
+                self.call_later(self.run_action, action, node)
+
+            yield SystemCommand(
+                f"{binding.description} ({binding.key_display or key})", action, run
+            )
 
     def action_show(self, tab: str) -> None:
         self.query_one("#main", TabbedContent).active = tab

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from flovyn_tui.commands.discovery import age
-from flovyn_tui.dashboard.app import api
+from flovyn_tui.dashboard.app import api, guarded
 from flovyn_tui.output import STATUS, local_time
 
 EVERY_S = 5.0
@@ -42,7 +41,7 @@ class _Listing(Vertical):
         if self.display and self.is_on_screen:
             self.load()
 
-    @work(exclusive=True)
+    @guarded(exclusive=True)
     async def load(self) -> None:
         if getattr(self.app, "client", None) is None:
             return

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.json import JSON
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane, Tree
 from textual.widgets.tree import TreeNode
 
-from flovyn_tui.dashboard.app import Connection, api
+from flovyn_tui.dashboard.app import Connection, api, guarded
 from flovyn_tui.dashboard.model import Node, build, summarize, workflow_node
 from flovyn_tui.dashboard.rows import Rows, columns
 from flovyn_tui.dashboard.timeline import Timeline
@@ -157,7 +157,7 @@ class ExecutionScreen(Screen[None]):
 
     # -- reading the execution --------------------------------------------------
 
-    @work(exclusive=True, group="load")
+    @guarded(exclusive=True, group="load")
     async def load(self) -> None:
         try:
             root = await self._read(self.workflow_id, 0)
@@ -214,10 +214,21 @@ class ExecutionScreen(Screen[None]):
         self.query_one("#gantt", Timeline).tick()
         if self.root is not None and self.root.running:
             self._summary()
+            self._relabel()
+
+    def _relabel(self) -> None:
+        """Running nodes' durations grow between two reads."""
+        tree = self.query_one("#node-tree", Tree)
+        stack = [tree.root]
+        while stack:
+            item = stack.pop()
+            if item.data is not None and item.data.running:
+                item.set_label(node_label(item.data))
+            stack.extend(item.children)
 
     # -- live -----------------------------------------------------------------------
 
-    @work(exclusive=True, group="stream")
+    @guarded(exclusive=True, group="stream")
     async def follow_execution(self) -> None:
         def state(live: bool) -> None:
             self.post_message(Connection(live))
@@ -444,7 +455,7 @@ class ExecutionScreen(Screen[None]):
 
     # -- logs -------------------------------------------------------------------------
 
-    @work(exclusive=True, group="logs")
+    @guarded(exclusive=True, group="logs")
     async def load_logs(self) -> None:
         node = self._log_node()
         rows = self.query_one("#log-rows", Rows)

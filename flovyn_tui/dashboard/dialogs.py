@@ -7,14 +7,14 @@ import json
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
-from flovyn_tui.dashboard.app import api
+from flovyn_tui.dashboard.app import api, guarded
 
 KEYS = [
     ("Anywhere", [("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"),
@@ -104,7 +104,7 @@ class TriggerScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.kinds()
 
-    @work
+    @guarded()
     async def kinds(self) -> None:
         try:
             answer = await api(self.app).workflow_definitions()
@@ -137,7 +137,7 @@ class TriggerScreen(ModalScreen[None]):
         queue = self.query_one("#queue", Input).value.strip() or None
         self.send(str(kind), value, queue)
 
-    @work(exclusive=True)
+    @guarded(exclusive=True)
     async def send(self, kind: str, value: Any, queue: str | None) -> None:
         try:
             answer, _ = await api(self.app).trigger_workflow(kind, value, queue=queue)
@@ -190,7 +190,7 @@ class SignalScreen(ModalScreen[None]):
             return
         self.send(what, name, value)
 
-    @work(exclusive=True)
+    @guarded(exclusive=True)
     async def send(self, what: str, name: str, value: Any) -> None:
         client = api(self.app)
         try:

@@ -11,13 +11,13 @@ import time
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
-from flovyn_tui.dashboard.app import api
+from flovyn_tui.dashboard.app import api, guarded
 from flovyn_tui.dashboard.rows import Rows, columns
 from flovyn_tui.output import STATUS, duration, local_time
 from flovyn_worker.sse import StreamEvent
@@ -50,12 +50,13 @@ def workflow_line(wf: dict[str, Any], width: int) -> Text:
 
 class WorkflowsView(Vertical):
     BINDINGS = [
-        Binding("left_square_bracket", "cycle(-1)", "Prev status"),
-        Binding("right_square_bracket", "cycle(1)", "Next status"),
-        Binding("slash", "filter", "Filter"),
+        Binding("left_square_bracket", "cycle(-1)", "Prev status", key_display="["),
+        Binding("right_square_bracket", "cycle(1)", "Next status", key_display="]"),
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("r", "retry", "Retry"),
         Binding("c", "cancel", "Cancel"),
         Binding("t", "trigger", "Trigger"),
+        Binding("s", "signal", "Signal"),
         Binding("y", "copy", "Copy id"),
         Binding("space", "mark", "Select", show=False),
         Binding("R", "bulk('retry')", "Retry selected"),
@@ -100,7 +101,7 @@ class WorkflowsView(Vertical):
 
     # -- loading ------------------------------------------------------------------
 
-    @work(exclusive=True, group="page")
+    @guarded(exclusive=True, group="page")
     async def reload(self) -> None:
         self.loading = True
         try:
@@ -115,7 +116,7 @@ class WorkflowsView(Vertical):
         self.rows.set_items(self._visible(page["workflows"]))
         self._show_filters()
 
-    @work(exclusive=True, group="page")
+    @guarded(exclusive=True, group="page")
     async def more(self) -> None:
         if self.next_cursor is None:
             return
@@ -137,7 +138,7 @@ class WorkflowsView(Vertical):
         if not self.loading and self.next_cursor:
             self.more()
 
-    @work(exclusive=True, group="counts")
+    @guarded(exclusive=True, group="counts")
     async def refresh_counts(self) -> None:
         self._counts_at = time.monotonic()
         self._counts_due = False
@@ -175,6 +176,9 @@ class WorkflowsView(Vertical):
                 self.rows.remove_at(index)
         elif fits and event.event == "workflow_created":
             self.rows.insert_top(wf)
+            total, guessed = self.total
+            self.total = (total + 1, guessed)
+            self._show_filters()
 
     def _status(self) -> str | None:
         return None if self.status == "ALL" else self.status
@@ -273,6 +277,13 @@ class WorkflowsView(Vertical):
         from flovyn_tui.dashboard.dialogs import TriggerScreen
 
         self.app.push_screen(TriggerScreen())
+
+    def action_signal(self) -> None:
+        from flovyn_tui.dashboard.dialogs import SignalScreen
+
+        wf = self.rows.current
+        if wf is not None:
+            self.app.push_screen(SignalScreen(wf["id"], []))
 
     def action_bulk(self, what: str) -> None:
         from flovyn_tui.dashboard.actions import bulk

@@ -204,3 +204,14 @@ async def test_reconnects_after_a_server_restart(server: ServerProcess) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+async def test_a_refusal_is_a_notification_not_a_traceback(flovyn: Flovyn) -> None:
+    app = FlovynApp(Target(flovyn.url, flovyn.slug, "flovyn_sk_wrong"))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot, lambda: any("unknown or revoked key" in n.message for n in app._notifications)
+        )
+        assert app.is_running and not app.ready.is_set()
+        await pilot.press("question_mark")  # still answers keys
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
