@@ -86,6 +86,16 @@ def event_line(item: dict[str, Any], width: int) -> Text:
     )
 
 
+class NodeTree(Tree[Node]):
+    """The execution's tree, with vi keys as everywhere else."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("h", "cursor_parent", "Parent", show=False),
+    ]
+
+
 class ExecutionScreen(Screen[None]):
     CSS_PATH = "detail.tcss"
     BINDINGS = [
@@ -125,10 +135,11 @@ class ExecutionScreen(Screen[None]):
         with TabbedContent(id="tabs", initial="tree"):
             with TabPane("1 Tree", id="tree"):
                 with Horizontal(id="overview"):
-                    yield Tree[Node]("execution", id="node-tree")
+                    yield NodeTree("execution", id="node-tree")
                     yield Static(id="node-detail")
             with TabPane("2 Timeline", id="timeline"):
                 yield Timeline(id="gantt")
+                yield Static(id="gantt-detail")
             with TabPane("3 Logs", id="logs"):
                 yield Static(id="log-header")
                 yield Rows(log_line, id="log-rows", near_end=0)
@@ -378,6 +389,18 @@ class ExecutionScreen(Screen[None]):
             text.append(str(error).strip().splitlines()[-1] + "\n", style="red")
         text.append("\n3 logs  5 input/output/error  r retry  c cancel  y copy id", style="dim")
         self.query_one("#node-detail", Static).update(text)
+        inline = Text.assemble(_glyph(node), " ", (node.label, "bold"))
+        for key, value in rows[2:]:
+            inline.append(f"  {key} ", style="dim")
+            inline.append_text(value if isinstance(value, Text) else Text(str(value)))
+        inline.append("   3 logs  5 data", style="dim")
+        self.query_one("#gantt-detail", Static).update(inline)
+        inline = Text.assemble(_glyph(node), " ", (node.label, "bold"))
+        for key, value in rows[2:]:
+            inline.append(f"  {key} ", style="dim")
+            inline.append_text(value if isinstance(value, Text) else Text(str(value)))
+        inline.append("   3 logs  5 data", style="dim")
+        self.query_one("#gantt-detail", Static).update(inline)
         self._data()
         task = self._log_node()
         if task is not None and task.key != self.log_task:
@@ -417,6 +440,11 @@ class ExecutionScreen(Screen[None]):
         from rich.console import Group
 
         self.query_one("#node-data", Static).update(Group(*parts) if parts else "nothing here")
+
+    @on(Timeline.Moved)
+    def _moved(self, event: Timeline.Moved) -> None:
+        self.selected = event.node
+        self._details()
 
     @on(Tree.NodeHighlighted, "#node-tree")
     def _highlighted(self, event: Tree.NodeHighlighted[Node]) -> None:

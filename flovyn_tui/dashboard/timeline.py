@@ -16,6 +16,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -38,6 +39,13 @@ COLOURS = {
 
 
 class Timeline(ScrollView, can_focus=True):
+    class Moved(Message):
+        """The cursor is on `node` now."""
+
+        def __init__(self, node: Node) -> None:
+            super().__init__()
+            self.node = node
+
     BINDINGS = [
         Binding("plus,equals_sign", "zoom(-1)", "Zoom in"),
         Binding("minus", "zoom(1)", "Zoom out"),
@@ -45,6 +53,8 @@ class Timeline(ScrollView, can_focus=True):
         Binding("l,right", "pan(8)", "Later", show=False),
         Binding("k,up", "move(-1)", "Up", show=False),
         Binding("j,down", "move(1)", "Down", show=False),
+        Binding("pageup", "move(-10)", "Page up", show=False),
+        Binding("pagedown", "move(10)", "Page down", show=False),
         Binding("home", "start", "Start", show=False),
         Binding("end", "now", "Now", show=False),
         Binding("f", "follow", "Follow"),
@@ -252,3 +262,4 @@ class Timeline(ScrollView, can_focus=True):
             self.cursor = max(0, min(len(self.lines) - 1, self.cursor + step))
             self.scroll_to(y=max(0, self.cursor - self.size.height + 3), animate=False)
             self.refresh()
+            self.post_message(self.Moved(self.lines[self.cursor][1]))
