@@ -89,7 +89,13 @@ def confirm_cancel(app: App[Any], ids: list[str]) -> None:
 
 
 def bulk(
-    app: App[Any], what: str, marked: list[dict[str, Any]], *, status: str | None, text: str
+    app: App[Any],
+    what: str,
+    marked: list[dict[str, Any]],
+    *,
+    status: str | None,
+    exact: dict[str, str],
+    text: str,
 ) -> None:
     """Retry or cancel the marked rows, or, when none is marked, every execution the
     filter matches (read from the server, not only the loaded pages)."""
@@ -104,7 +110,9 @@ def bulk(
         statuses = sorted(wanted if status is None else wanted & {status})
         if not statuses:
             return []
-        async for wf in api(app).list_workflows(status=statuses, page_size=1000):
+        kind, queue = exact.get("kind"), exact.get("queue")
+        walk = api(app).list_workflows(status=statuses, kind=kind, queue=queue, page_size=1000)
+        async for wf in walk:
             if not text or any(text.lower() in str(wf[f]).lower() for f in ("kind", "id", "queue")):
                 found.append(dict(wf))
         return found

@@ -82,7 +82,8 @@ class WorkflowsView(Vertical):
         )
         yield Rows(workflow_line, key=lambda wf: wf["id"], id="workflow-rows")
         yield Input(
-            placeholder="filter loaded rows by kind, id or queue; enter to apply", id="text-filter"
+            placeholder="kind:NAME queue:NAME (on the server); other words match kind, id or queue",
+            id="text-filter",
         )
 
     def on_mount(self) -> None:
@@ -105,7 +106,7 @@ class WorkflowsView(Vertical):
     async def reload(self) -> None:
         self.loading = True
         try:
-            page = await api(self.app).workflow_page(status=self._status(), limit=PAGE)
+            page = await api(self.app).workflow_page(**self._server_filters(), limit=PAGE)
         except Exception as exc:
             self.app.report(exc)  # type: ignore[attr-defined]
             return
@@ -123,7 +124,7 @@ class WorkflowsView(Vertical):
         self.loading = True
         try:
             page = await api(self.app).workflow_page(
-                status=self._status(), limit=PAGE, cursor=self.next_cursor
+                **self._server_filters(), limit=PAGE, cursor=self.next_cursor
             )
         except Exception as exc:
             self.app.report(exc)  # type: ignore[attr-defined]
@@ -183,15 +184,35 @@ class WorkflowsView(Vertical):
     def _status(self) -> str | None:
         return None if self.status == "ALL" else self.status
 
+    def _parts(self) -> tuple[dict[str, str], str]:
+        """The `/` filter: `kind:X` and `queue:Y` go to the server; the rest matches
+        the kind, id or queue of the rows loaded."""
+        exact: dict[str, str] = {}
+        words = []
+        for word in self.text.split():
+            name, colon, value = word.partition(":")
+            if colon and name in ("kind", "queue") and value:
+                exact[name] = value
+            else:
+                words.append(word)
+        return exact, " ".join(words)
+
+    def _server_filters(self) -> dict[str, Any]:
+        return {"status": self._status(), **self._parts()[0]}
+
     def _fits(self, wf: dict[str, Any]) -> bool:
         if self.status != "ALL" and wf["status"] != self.status:
+            return False
+        exact, _ = self._parts()
+        if any(wf[name] != value for name, value in exact.items()):
             return False
         return self._matches_text(wf)
 
     def _matches_text(self, wf: dict[str, Any]) -> bool:
-        if not self.text:
+        _, text = self._parts()
+        if not text:
             return True
-        needle = self.text.lower()
+        needle = text.lower()
         return any(needle in str(wf[f]).lower() for f in ("kind", "id", "queue"))
 
     def _visible(self, rows: list[Any]) -> list[dict[str, Any]]:
@@ -227,7 +248,7 @@ class WorkflowsView(Vertical):
     def _filtered(self, event: Input.Submitted) -> None:
         self.text = event.value.strip()
         event.input.display = False
-        self.rows.highlight = self.text or None
+        self.rows.highlight = self._parts()[1] or None
         self._show_filters()
         self.reload()
         self.rows.focus()
@@ -289,6 +310,7 @@ class WorkflowsView(Vertical):
         from flovyn_tui.dashboard.actions import bulk
 
         marked = [wf for wf in self.rows.items if wf["id"] in self.rows.marked]
-        bulk(self.app, what, marked, status=self._status(), text=self.text)
+        exact, text = self._parts()
+        bulk(self.app, what, marked, status=self._status(), exact=exact, text=text)
         self.rows.marked.clear()
         self.rows.refresh()

@@ -215,3 +215,22 @@ async def test_a_refusal_is_a_notification_not_a_traceback(flovyn: Flovyn) -> No
         assert app.is_running and not app.ready.is_set()
         await pilot.press("question_mark")  # still answers keys
         await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+
+
+async def test_kind_filter_on_the_server_and_words_on_the_rows(flovyn: Flovyn) -> None:
+    f = flovyn
+    async with dashboard(f) as (app, pilot):
+        a = [await trigger(f, "tui-a") for _ in range(3)]
+        b = await trigger(f, "tui-b")
+        view = app.screen.query_one(WorkflowsView)
+        await until(pilot, lambda: len(view.rows.items) == 4)
+        view.rows.focus()
+        await pilot.press("slash", *"kind:tui-a", "enter")
+        await until(pilot, lambda: {w["id"] for w in view.rows.items} == set(a))
+        later_b, later_a = await trigger(f, "tui-b"), await trigger(f, "tui-a")
+        await until(pilot, lambda: view.rows.items[0]["id"] == later_a)  # live, filtered
+        assert later_b not in {w["id"] for w in view.rows.items} and b not in {
+            w["id"] for w in view.rows.items
+        }
+        await pilot.press("slash", *"kind:tui-b", "space", *b[:8], "enter")
+        await until(pilot, lambda: [w["id"] for w in view.rows.items] == [b])
