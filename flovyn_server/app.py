@@ -20,6 +20,7 @@ from flovyn_server.api import (
     middleware,
     openapi,
     streams,
+    tasks,
     tenants,
     worker,
     workflows,
@@ -62,7 +63,8 @@ def create_app(settings: Settings) -> web.Application:
     errors.quiet_bad_requests()
     # The worker protocol carries most requests: its routes are matched first.
     routers = [
-        m.router for m in (worker, health, tenants, workflows, control, discovery, streams, openapi)
+        m.router
+        for m in (worker, health, tenants, workflows, tasks, control, discovery, streams, openapi)
     ]
     for router in routers:
         app.add_routes(router.routes)

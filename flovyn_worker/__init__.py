@@ -9,6 +9,7 @@ starts executions, waits for their results and streams their histories live.
 """
 
 from ._version import __version__
+from .api_tasks import StandaloneTaskHandle
 from .client import Client, WorkflowHandle
 from .context import WorkflowContext
 from .decorators import RetryPolicy, TaskDefinition, WorkflowDefinition, task, workflow
@@ -42,6 +43,7 @@ __all__ = [
     "PromiseRejected",
     "PromiseTimeout",
     "RetryPolicy",
+    "StandaloneTaskHandle",
     "StreamEvent",
     "TaskContext",
     "TaskDefinition",

@@ -18,6 +18,7 @@ from flovyn_server.models.workflows import CancelAnswer, HistoryEvent, SignalAns
 
 from .api_admin import AdminApi, DiscoveryApi
 from .api_executions import ExecutionsApi
+from .api_tasks import TasksApi
 from .decorators import workflow_kind
 from .errors import FlovynApiError, WorkflowCancelled, WorkflowFailed
 from .serde import convert_output, to_jsonable
@@ -122,7 +123,7 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.id}>"
 
 
-class Client(ExecutionsApi, AdminApi, DiscoveryApi):
+class Client(ExecutionsApi, TasksApi, AdminApi, DiscoveryApi):
     """Async REST client: ``async with Client(url, tenant=..., api_key=...) as c``.
 
     ``tenant`` may be None for the calls outside a tenant (``create_tenant``, and the

@@ -71,6 +71,7 @@ TAGS = {
     "Docs": "This document and the Swagger UI that shows it.",
     "Tenants": "Tenants and their credentials: API keys and worker tokens.",
     "Workflows": "Trigger workflow executions and read them: lists, history, tasks, logs.",
+    "Tasks": "Standalone tasks: a task with no workflow, run and retried by any worker of its kind.",
     "Control": "Act on running executions: cancel, retry, signal, resolve and reject promises.",
     "Discovery": "The workers connected to a tenant and the workflow and task kinds they offer.",
     "Worker protocol": (

@@ -86,12 +86,15 @@ def _last_event_id(request: web.Request, kind: Kind) -> tuple[int, str] | None:
 async def _serve(
     request: web.Request, kind: Kind, scope: str, execution_id: str | None
 ) -> web.StreamResponse:
-    """Run one stream: subscribe, relay, end (see the module)."""
+    """Run one stream: subscribe, relay, end (see the module). `execution_id` is the
+    execution (for `Kind.TASK`, the standalone task) whose end ends the stream."""
     eng = engine(request)
     t = tenant(request)
     after = _last_event_id(request, kind)
-    if execution_id is not None:
-        await eng.workflows.row(t, execution_id)  # 404 before any event
+    if kind is Kind.TASK:
+        await eng.standalone.row(t, scope)  # 404 before any event
+    elif execution_id is not None:
+        await eng.workflows.row(t, execution_id)
     hub = request.app[STREAMS]
     sub = hub.subscribe(t.id, kind, scope)  # before the first read: nothing is missed
     response = Stream(gone=lambda: hub.end(sub), ping_interval=eng.settings.stream_keepalive_s)
@@ -111,11 +114,13 @@ async def _serve(
             status = await relay.run(after)
             if status is not None and execution_id is not None:
                 end: StreamEnd = {
-                    "workflowExecutionId": execution_id,
+                    "workflowExecutionId": None if kind is Kind.TASK else execution_id,
                     "type": "end",
                     "status": cast(EndStatus, status),  # terminal: the relay checked
                     "timestamp": iso(now_ms()),
                 }
+                if kind is Kind.TASK:
+                    end["taskExecutionId"] = execution_id
                 await response.send(dumps(end), id=relay.last_id, event="end")
     except ConnectionResetError:
         pass  # the client went away
@@ -155,6 +160,20 @@ async def stream_consolidated(request: web.Request, id: str) -> web.StreamRespon
     grandchildren, ...), in one order; each event names its `workflowExecutionId`.
     Ends after the root's end. Otherwise as `GET .../stream/workflows/{id}`."""
     return await _serve(request, Kind.CONSOLIDATED, id, id)
+
+
+@router.get(
+    P + "/stream/tasks/{taskId}",
+    answers={200: StreamTaskEvent | StreamEnd},
+    content_type=EVENT_STREAM,
+)
+async def stream_standalone_task(request: web.Request, taskId: str) -> web.StreamResponse:
+    """A live stream of one standalone task (Server-Sent Events): the events of
+    `GET .../workflow-executions/{id}/tasks/stream` for this task (with
+    `workflowExecutionId` null), replayed from the first or from after
+    `Last-Event-ID`, then a last `end` event (`{taskExecutionId, type: "end", status}`)
+    once it is COMPLETED, FAILED or CANCELLED. 404 for a workflow's task."""
+    return await _serve(request, Kind.TASK, taskId, taskId)
 
 
 @router.get(

@@ -7,6 +7,7 @@ from flovyn_server.engine.control import Control
 from flovyn_server.engine.definitions import Definitions
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.scheduler import Scheduler
+from flovyn_server.engine.standalone import StandaloneTasks
 from flovyn_server.engine.tasks import Tasks
 from flovyn_server.engine.tenants import Tenants
 from flovyn_server.engine.wake import WakeHub
@@ -30,6 +31,7 @@ class Engine:
         self.workflows = Workflows(store, group)
         self.activations = Activations(store, group)
         self.tasks = Tasks(store, group)
+        self.standalone = StandaloneTasks(store, group)
         self.control = Control(store)
         self.definitions = Definitions(store)
         self.workers = Workers(

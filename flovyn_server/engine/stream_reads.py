@@ -91,6 +91,22 @@ async def states(tx: Tx, ids: Iterable[str]) -> dict[str, State]:
     return found
 
 
+async def task_states(tx: Tx, ids: Iterable[str]) -> dict[str, State]:
+    """Standalone tasks' states: an ended task's last position is its last attempt's
+    end, or its cancellation."""
+    found: dict[str, State] = {}
+    for chunk in _chunks(ids):
+        for row in await tx.fetch(
+            "SELECT t.id, t.status, t.cancelled_pos, (SELECT max(a.finished_pos) FROM "
+            "task_attempts a WHERE a.task_execution_id = t.id) AS finished_pos "
+            f"FROM task_executions t WHERE t.id IN ({_marks(chunk)})",
+            *chunk,
+        ):
+            last = max(p for p in (row["cancelled_pos"], row["finished_pos"], 0) if p is not None)
+            found[row["id"]] = State(row["status"], int(last))
+    return found
+
+
 async def trees(tx: Tx, roots: Iterable[str]) -> dict[str, set[str]]:
     """Each root's execution and all its descendants."""
     found: dict[str, set[str]] = {}

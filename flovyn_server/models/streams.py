@@ -85,9 +85,11 @@ class StreamFeedEvent(TypedDict):
 
 class StreamEnd(TypedDict):
     """The last event of a workflow, consolidated or task stream (`event: end`): the
-    execution has ended and everything was sent; do not reconnect."""
+    execution (or the standalone task) has ended and everything was sent; do not
+    reconnect."""
 
-    workflowExecutionId: Id
+    workflowExecutionId: Id | None
+    taskExecutionId: NotRequired[Id]
     type: Literal["end"]
     status: EndStatus
     timestamp: Time

@@ -65,7 +65,7 @@ class TriggerWorkflow(Body):
     signal: StartSignal | None = Field(None, description="Signal-with-start: needs idempotencyKey.")
 
 
-def _upper_list(value: Any) -> Any:
+def upper_list(value: Any) -> Any:
     """`status=a,b&status=c` as one list of upper-case names."""
     if isinstance(value, str):
         value = [value]
@@ -83,7 +83,7 @@ def _upper_list(value: Any) -> Any:
 class ListWorkflows(Paging):
     status: Annotated[
         list[WorkflowStatus],
-        BeforeValidator(_upper_list),
+        BeforeValidator(upper_list),
         Field(
             max_length=20,
             description="Repeatable, or a comma list; any case. CANCELLING matches executions "

@@ -74,8 +74,9 @@ async def read_range(
     changed: set[str] | None = None,
 ) -> tuple[dict[str, list[Item]], dict[str, State]]:
     """The events of `kind` in `[lo, hi)` for each scope, in key order, and the states
-    of the executions whose end ends the stream: all, or those with events in the range
-    or among `changed` (whose status may have changed)."""
+    of the executions (standalone tasks, for `Kind.TASK`) whose end ends the stream:
+    all, or those with events in the range or among `changed` (whose status may have
+    changed)."""
     scopes = set(scopes)
     found: dict[str, list[Item]]
     if kind is Kind.FEED:
@@ -93,11 +94,12 @@ async def read_range(
         found = {root: [i for m in ids for i in members.get(m, ())] for root, ids in tree.items()}
     for items in found.values():
         items.sort(key=lambda i: i.key)
-    if kind is Kind.TASK:
+    if changed is not None:  # a task's end is one of its events; an execution's may not be
+        scopes &= (set() if kind is Kind.TASK else changed) | {s for s, i in found.items() if i}
+    if not scopes:
         return found, {}
-    if changed is not None:
-        scopes &= changed | {scope for scope, items in found.items() if items}
-    return found, await reads.states(tx, scopes) if scopes else {}
+    read_states = reads.task_states if kind is Kind.TASK else reads.states
+    return found, await read_states(tx, scopes)
 
 
 class StreamHub:
