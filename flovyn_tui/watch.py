@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -20,6 +20,7 @@ from flovyn_tui.output import (
     print_jsonl,
 )
 from flovyn_worker import Client
+from flovyn_worker.sse import StreamEvent
 
 LEVEL_ORDER = ("DEBUG", "INFO", "WARN", "ERROR")
 
@@ -123,26 +124,54 @@ class _Tasks:
 async def watch_tasks(client: Client, workflow_id: str, *, logs: bool, output: str) -> int:
     """Print the execution's task events until it ends; 0 if it completed, else 1."""
     wf = await client.get_workflow(workflow_id)  # a clear 404 before any stream
+
+    async def span() -> str:
+        final = await client.get_workflow(workflow_id)
+        return duration(final["startedAt"] or final["createdAt"], final["completedAt"])
+
+    title = f"{wf['kind']} {workflow_id}"
+    return await _watch(client.stream_tasks(workflow_id), title, span, logs=logs, output=output)
+
+
+async def watch_task(client: Client, task_id: str, *, logs: bool, output: str) -> int:
+    """Print a standalone task's events until it ends; 0 if it completed, else 1."""
+    task = await client.get_task(task_id)
+
+    async def span() -> str:
+        final = await client.get_task(task_id)
+        return duration(final["startedAt"] or final["createdAt"], final["completedAt"])
+
+    title = f"{task['kind']} {task_id}"
+    return await _watch(client.stream_task(task_id), title, span, logs=logs, output=output)
+
+
+async def _watch(
+    stream: AsyncGenerator[StreamEvent, None],
+    title: str,
+    span: Callable[[], Awaitable[str]],
+    *,
+    logs: bool,
+    output: str,
+) -> int:
     out = console()
     seen = _Tasks()
     if output == "table":
-        out.print(Text.assemble(("watching ", "dim"), (wf["kind"], "bold"), f" {workflow_id}"))
-    async with contextlib.aclosing(client.stream_tasks(workflow_id)) as stream:
-        async for event in stream:
+        out.print(Text.assemble(("watching ", "dim"), (title, "bold")))
+    async with contextlib.aclosing(stream) as events:
+        async for event in events:
             if event.event == "end":
                 ended = event.data["status"]
                 if output != "table":
                     print_jsonl([event.data])
                 else:
-                    final = await client.get_workflow(workflow_id)
-                    took = duration(final["startedAt"] or final["createdAt"], final["completedAt"])
+                    took = await span()
                     glyph, style = {"COMPLETED": ("✓", "green"), "FAILED": ("✗", "red")}.get(
                         ended, ("⊘", "dim")
                     )
                     out.print(
                         Text.assemble(
                             (f"{glyph} {ended}", f"bold {style}"),
-                            f" {wf['kind']} {workflow_id} in {took}: {seen.summary() or 'no tasks'}",
+                            f" {title} in {took}: {seen.summary() or 'no tasks'}",
                         )
                     )
                 return 0 if ended == "COMPLETED" else 1
@@ -186,22 +215,27 @@ async def follow_events(client: Client, workflow_id: str, since: int, output: st
 
 async def follow_logs(
     client: Client,
-    workflow_id: str,
+    workflow_id: str | None,
     task_id: str,
     *,
     level: str | None,
     search: str | None,
     output: str,
 ) -> None:
-    """Print a task's log lines, from the first, as they come, until the task or the
-    execution ends. Filters as the logs endpoint has them: `level` a minimum, `search`
-    a substring in any case."""
-    await client.task_attempts(workflow_id, task_id)  # a 404 for a task not in it
+    """Print a task's log lines (a workflow's, or with `workflow_id` None a standalone
+    one's), from the first, as they come, until the task or the execution ends. Filters
+    as the logs endpoint has them: `level` a minimum, `search` a substring in any case."""
+    if workflow_id is None:
+        await client.get_task(task_id)  # a 404 for an unknown task
+        stream = client.stream_task(task_id)
+    else:
+        await client.task_attempts(workflow_id, task_id)  # a 404 for a task not in it
+        stream = client.stream_tasks(workflow_id)
     minimum = LEVEL_ORDER.index(level.upper()) if level else 0
     needle = search.lower() if search else None
     out = console()
-    async with contextlib.aclosing(client.stream_tasks(workflow_id)) as stream:
-        async for event in stream:
+    async with contextlib.aclosing(stream) as events:
+        async for event in events:
             data = event.data
             if event.event == "end":
                 return

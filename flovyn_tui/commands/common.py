@@ -9,10 +9,28 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import RenderableType
+from rich.console import Group, RenderableType
+from rich.text import Text
 
-from flovyn_tui.commands.base import CONTEXT, connection_options, options, output_option
-from flovyn_tui.output import console, print_json, print_jsonl
+from flovyn_tui.commands.base import (
+    CONTEXT,
+    EXIT_USAGE,
+    connection_options,
+    fail,
+    options,
+    output_option,
+)
+from flovyn_tui.output import (
+    console,
+    duration,
+    local_time,
+    print_json,
+    print_jsonl,
+    short_ids,
+    status,
+    table,
+)
+from flovyn_tui.watch import first_line, log_line
 
 
 def subcommand(group: click.Group, name: str, *, reads: bool = True) -> Any:
@@ -71,3 +89,59 @@ def emit(
         print_jsonl(items if items is not None else [answer])
     else:
         console().print(render())
+
+
+def task_table(rows: Sequence[Any]) -> RenderableType:
+    """Tasks (a workflow's, or standalone ones): a waiting retry shows as `↻`."""
+    ids = short_ids(t["id"] for t in rows)
+    return table(
+        ("STATUS", "KIND", "ID", "ATTEMPTS", "PROGRESS", "STARTED", "DURATION", "ERROR"),
+        [
+            (
+                status(t["status"], retry_at=t["retryAt"]),
+                t["kind"],
+                ids[t["id"]],
+                f"{t['executionCount']}/{t['maxRetries'] + 1}",
+                "-" if t["progress"] is None else f"{t['progress'] * 100:.0f}%",
+                local_time(t["startedAt"]),
+                duration(t["startedAt"], t["completedAt"]) if t["startedAt"] else "-",
+                first_line(t["error"]),
+            )
+            for t in rows
+        ],
+    )
+
+
+def attempt_table(rows: Sequence[Any]) -> RenderableType:
+    return table(
+        ("#", "STATUS", "STARTED", "DURATION", "WORKER", "ERROR"),
+        [
+            (
+                a["attempt"],
+                status(a["status"]),
+                local_time(a["startedAt"]),
+                duration(a["startedAt"], a["finishedAt"]),
+                (a["workerId"] or "-")[:8],
+                first_line(a["error"]),
+            )
+            for a in rows
+        ],
+    )
+
+
+def log_lines(page: Any) -> RenderableType:
+    """A page of log lines, and how to get the next."""
+    lines: list[Any] = [log_line(line) for line in page["logs"]]
+    if page["nextCursor"]:
+        lines.append(Text(f"next page: --cursor {page['nextCursor']}", style="dim"))
+    return Group(*lines) if lines else Text("no log lines", style="dim")
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask before something that cannot be undone; without a terminal, `--yes` must say so."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail("this cannot be undone: pass --yes to confirm without a terminal", EXIT_USAGE)
+    if not click.confirm(question, default=False):
+        raise SystemExit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +12,16 @@ from rich.text import Text
 from flovyn_server.models.workflows import WorkflowSummary
 from flovyn_tui import watch
 from flovyn_tui.commands.base import CONTEXT, EXIT_USAGE, fail, options, run
-from flovyn_tui.commands.common import emit, key_values, parse_json, subcommand
+from flovyn_tui.commands.common import (
+    attempt_table,
+    confirm,
+    emit,
+    key_values,
+    log_lines,
+    parse_json,
+    subcommand,
+    task_table,
+)
 from flovyn_tui.output import (
     console,
     duration,
@@ -309,7 +317,7 @@ def cancel(workflow_id: str, reason: str | None, no_cascade: bool, yes: bool) ->
     Example:
       flovyn workflow cancel ID --reason "customer withdrew" --yes
     """
-    _confirm(
+    confirm(
         yes, f"Cancel workflow execution {workflow_id}{'' if no_cascade else ' and its children'}?"
     )
 
@@ -321,15 +329,6 @@ def cancel(workflow_id: str, reason: str | None, no_cascade: bool, yes: bool) ->
         print(f"{answer['status']}" + (f" ({children} children cancelled)" if children else ""))
 
     run(work)
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail("this cannot be undone: pass --yes to confirm without a terminal", EXIT_USAGE)
-    if not click.confirm(question, default=False):
-        raise SystemExit(1)
 
 
 @subcommand(workflow, "tasks")
@@ -344,28 +343,7 @@ def tasks(workflow_id: str) -> None:
 
     async def work(client: Client) -> None:
         answer = await client.workflow_tasks(workflow_id)
-        rows = answer["tasks"]
-        ids = short_ids(t["id"] for t in rows)
-        emit(
-            answer,
-            lambda: table(
-                ("STATUS", "KIND", "ID", "ATTEMPTS", "PROGRESS", "STARTED", "DURATION", "ERROR"),
-                [
-                    (
-                        status(t["status"], retry_at=t["retryAt"]),
-                        t["kind"],
-                        ids[t["id"]],
-                        f"{t['executionCount']}/{t['maxRetries'] + 1}",
-                        "-" if t["progress"] is None else f"{t['progress'] * 100:.0f}%",
-                        local_time(t["startedAt"]),
-                        duration(t["startedAt"], t["completedAt"]) if t["startedAt"] else "-",
-                        watch.first_line(t["error"]),
-                    )
-                    for t in rows
-                ],
-            ),
-            rows,
-        )
+        emit(answer, lambda: task_table(answer["tasks"]), answer["tasks"])
 
     run(work)
 
@@ -437,25 +415,7 @@ def task_attempts(workflow_id: str, task_id: str) -> None:
 
     async def work(client: Client) -> None:
         answer = await client.task_attempts(workflow_id, task_id)
-        rows = answer["attempts"]
-        emit(
-            answer,
-            lambda: table(
-                ("#", "STATUS", "STARTED", "DURATION", "WORKER", "ERROR"),
-                [
-                    (
-                        a["attempt"],
-                        status(a["status"]),
-                        local_time(a["startedAt"]),
-                        duration(a["startedAt"], a["finishedAt"]),
-                        (a["workerId"] or "-")[:8],
-                        watch.first_line(a["error"]),
-                    )
-                    for a in rows
-                ],
-            ),
-            rows,
-        )
+        emit(answer, lambda: attempt_table(answer["attempts"]), answer["attempts"])
 
     run(work)
 
@@ -506,15 +466,7 @@ def task_logs(
             limit=limit,
             cursor=cursor,
         )
-        rows = page["logs"]
-
-        def render() -> Any:
-            lines: list[Any] = [watch.log_line(line) for line in rows]
-            if page["nextCursor"]:
-                lines.append(Text(f"next page: --cursor {page['nextCursor']}", style="dim"))
-            return Group(*lines) if lines else Text("no log lines", style="dim")
-
-        emit(page, render, rows)
+        emit(page, lambda: log_lines(page), page["logs"])
 
     run(work)
 

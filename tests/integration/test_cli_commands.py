@@ -384,3 +384,43 @@ async def test_follow_survives_a_server_restart(server: ServerProcess, tmp_path:
 @workflow(name="cli-two-signals")
 async def two_signals(ctx: WorkflowContext, _: Any) -> list[Any]:
     return [await ctx.wait_for_signal("go"), await ctx.wait_for_signal("go")]
+
+
+@task(
+    name="cli-sa",
+    retry_policy=RetryPolicy(max_attempts=3, initial_interval=timedelta(milliseconds=50)),
+)
+async def standalone(ctx: TaskContext, n: int) -> int:
+    ctx.logger.info("standalone attempt %d", ctx.attempt)
+    if ctx.attempt == 1:
+        raise RuntimeError("first try fails")
+    return n + 1
+
+
+async def test_task_commands(flovyn: Flovyn, cli: Cli) -> None:
+    f = flovyn
+    async with f.worker([], [standalone]):
+        done = await cli.json("task", "create", "cli-sa", "--input", "41", "--wait")
+        task_id = done["id"]
+        assert done["output"] == 42 and done["executionCount"] == 2
+        assert await cli.json("task", "get", task_id) == await f.ok("GET", f"P/tasks/{task_id}")
+        assert await cli.json("task", "list") == await f.ok(
+            "GET", "P/tasks", params={"limit": "20"}
+        )
+        for verb, path in (("attempts", "/attempts"), ("logs", "/logs")):
+            assert await cli.json("task", verb, task_id) == await f.ok(
+                "GET", f"P/tasks/{task_id}{path}"
+            )
+        watched = await cli("task", "watch", task_id, "--logs")
+        assert watched.exit_code == 0, watched.output
+        assert "attempt 1 failed" in watched.stdout and "standalone attempt 2" in watched.stdout
+        assert watched.stdout.strip().splitlines()[-1].startswith("✓ COMPLETED cli-sa")
+        table = (await cli.ok("task", "list", "--status", "completed")).stdout
+        assert "✓ COMPLETED" in table and "2/4" in table
+    pending = (await cli.json("task", "create", "cli-nobody"))["id"]
+    assert (await cli("task", "cancel", pending)).exit_code == 2  # asks first
+    assert (await cli.ok("task", "cancel", pending, "--yes")).stdout.strip() == "CANCELLED"
+    again = await cli("task", "cancel", pending, "--yes")
+    assert again.exit_code == 1 and "HTTP 409" in again.stderr
+    watched = await cli("task", "watch", pending)
+    assert watched.exit_code == 1 and "CANCELLED" in watched.stdout
