@@ -95,6 +95,7 @@ class FlovynApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("w", "show('workflows')", "Workflows"),
+        Binding("T", "show('tasks')", "Tasks"),
         Binding("o", "show('workers')", "Workers"),
         Binding("d", "show('definitions')", "Definitions"),
         Binding("u", "undo", "Undo", show=False),
@@ -124,12 +125,15 @@ class FlovynApp(App[int]):
 
     def compose(self) -> ComposeResult:
         from flovyn_tui.dashboard.definitions import DefinitionsView, WorkersView
+        from flovyn_tui.dashboard.tasks import TasksView
         from flovyn_tui.dashboard.workflows import WorkflowsView
 
         yield Header(id="header")
         with TabbedContent(id="main"):
             with TabPane("Workflows", id="workflows"):
                 yield WorkflowsView()
+            with TabPane("Tasks", id="tasks"):
+                yield TasksView()
             with TabPane("Workers", id="workers"):
                 yield WorkersView()
             with TabPane("Definitions", id="definitions"):

@@ -18,7 +18,7 @@ from flovyn_tui.dashboard.app import api, guarded
 
 KEYS = [
     ("Anywhere", [("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"),
-                  ("w / o / d", "workflows / workers / definitions")]),
+                  ("w / T / o / d", "workflows / standalone tasks / workers / definitions")]),
     ("Workflows", [("↑ ↓ j k PgUp PgDn Home End", "move"), ("enter", "open the execution"),
                    ("[ ]", "previous / next status filter"), ("/", "filter by kind, id or queue"),
                    ("r", "retry the selected FAILED execution (u undoes, for 3 s)"),
@@ -30,6 +30,8 @@ KEYS = [
                    ("f", "follow (timeline, logs)"), ("+ -", "zoom the timeline"),
                    ("h l", "scroll the timeline"), ("l", "cycle the log level"),
                    ("/", "search the logs")]),
+    ("Tasks", [("enter", "open the task: its attempts and live logs"), ("c", "cancel a PENDING task"),
+               ("y", "copy the id")]),
 ]  # fmt: skip
 
 

@@ -15,12 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Tree
+from textual.widgets import DataTable, Tree
 
 from flovyn_tui.dashboard.app import FlovynApp, Target
 from flovyn_tui.dashboard.detail import ExecutionScreen
 from flovyn_tui.dashboard.dialogs import ConfirmScreen, Prompt
 from flovyn_tui.dashboard.rows import Rows
+from flovyn_tui.dashboard.tasks import TaskScreen, TasksView
 from flovyn_tui.dashboard.timeline import Timeline
 from flovyn_tui.dashboard.workflows import WorkflowsView
 from flovyn_worker import RetryPolicy, TaskContext, WorkflowContext, task, workflow
@@ -234,3 +235,22 @@ async def test_kind_filter_on_the_server_and_words_on_the_rows(flovyn: Flovyn) -
         }
         await pilot.press("slash", *"kind:tui-b", "space", *b[:8], "enter")
         await until(pilot, lambda: [w["id"] for w in view.rows.items] == [b])
+
+
+async def test_tasks_view_and_a_task_live(flovyn: Flovyn) -> None:
+    f = flovyn
+    async with f.worker([], [flaky]), dashboard(f) as (app, pilot), f.client() as client:
+        handle = await client.start_task("tui-flaky", "solo", max_retries=2)
+        await handle.result(timeout=20)
+        await pilot.press("T")
+        view = app.screen.query_one(TasksView)
+        await until(pilot, lambda: getattr(view, "ids", []) == [handle.id])
+        view.query_one(DataTable).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TaskScreen))
+        logs = app.screen.query_one("#task-logs", Rows)
+        await until(pilot, lambda: len(logs.items) == 5)  # both attempts' lines, from the stream
+        screen = app.screen
+        assert isinstance(screen, TaskScreen)
+        await until(pilot, lambda: "attempt 2" in screen.summary)
+        assert "attempt 1" in screen.summary and "COMPLETED" in screen.summary
