@@ -19,6 +19,7 @@ from flovyn_server.api import (
     health,
     middleware,
     openapi,
+    schedules,
     streams,
     tasks,
     tenants,
@@ -64,7 +65,18 @@ def create_app(settings: Settings) -> web.Application:
     # The worker protocol carries most requests: its routes are matched first.
     routers = [
         m.router
-        for m in (worker, health, tenants, workflows, tasks, control, discovery, streams, openapi)
+        for m in (
+            worker,
+            health,
+            tenants,
+            workflows,
+            tasks,
+            schedules,
+            control,
+            discovery,
+            streams,
+            openapi,
+        )
     ]
     for router in routers:
         app.add_routes(router.routes)

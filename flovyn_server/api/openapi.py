@@ -72,6 +72,7 @@ TAGS = {
     "Tenants": "Tenants and their credentials: API keys and worker tokens.",
     "Workflows": "Trigger workflow executions and read them: lists, history, tasks, logs.",
     "Tasks": "Standalone tasks: a task with no workflow, run and retried by any worker of its kind.",
+    "Schedules": "Start workflows or standalone tasks by cron, at an interval, or once.",
     "Control": "Act on running executions: cancel, retry, signal, resolve and reject promises.",
     "Discovery": "The workers connected to a tenant and the workflow and task kinds they offer.",
     "Worker protocol": (

@@ -39,6 +39,7 @@ PATH_PARAMS: dict[str, tuple[Any, str]] = {
     "slug": (Slug, "The tenant's slug."),
     "id": (Uuid, "The workflow execution's id."),
     "taskId": (Uuid, "The task execution's id."),
+    "scheduleId": (Uuid, "The schedule's id."),
     "workerId": (Uuid, "The worker's id, as its registration answered."),
     "kind": (Name, "The workflow or task kind."),
     "identifier": (

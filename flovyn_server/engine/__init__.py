@@ -7,6 +7,7 @@ from flovyn_server.engine.control import Control
 from flovyn_server.engine.definitions import Definitions
 from flovyn_server.engine.group_commit import GroupCommit
 from flovyn_server.engine.scheduler import Scheduler
+from flovyn_server.engine.schedules import Schedules
 from flovyn_server.engine.standalone import StandaloneTasks
 from flovyn_server.engine.tasks import Tasks
 from flovyn_server.engine.tenants import Tenants
@@ -32,6 +33,7 @@ class Engine:
         self.activations = Activations(store, group)
         self.tasks = Tasks(store, group)
         self.standalone = StandaloneTasks(store, group)
+        self.schedules = Schedules(store, group)
         self.control = Control(store)
         self.definitions = Definitions(store)
         self.workers = Workers(
@@ -43,6 +45,7 @@ class Engine:
             store,
             self.hub,
             self.workers,
+            self.schedules,
             stream_retention_ms=settings.stream_retention_s * 1000,
             execution_retention_ms=None
             if settings.execution_retention_s is None

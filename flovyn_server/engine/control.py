@@ -35,14 +35,14 @@ from flovyn_server.store.base import Row, Store, Tx
 
 _UUID = TypeAdapter(Uuid)
 
-_ROW = (
+EXECUTION_FOR_UPDATE = (
     "SELECT id, tenant_id, kind, queue, status, parent_id, child_name, started_at, "
     "retry_attempts FROM workflow_executions WHERE id = $1 FOR UPDATE"
 )
 
 
 async def _locked(tx: Tx, tenant: Tenant, workflow_id: str) -> Row:
-    row = await tx.fetchrow(_ROW, workflow_id)
+    row = await tx.fetchrow(EXECUTION_FOR_UPDATE, workflow_id)
     if row is None or row["tenant_id"] != tenant.id:
         raise not_found(f"workflow execution {workflow_id}")
     return row
@@ -95,7 +95,7 @@ async def cancel_execution(
             row["id"],
         )
         for child in children:
-            child_row = await tx.fetchrow(_ROW, child["id"])
+            child_row = await tx.fetchrow(EXECUTION_FOR_UPDATE, child["id"])
             assert child_row is not None
             await cancel_execution(tx, child_row, reason, True, f"parent {row['id']}", now)
             cancelled_children.append(child["id"])

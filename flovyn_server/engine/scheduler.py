@@ -1,5 +1,5 @@
-"""The due-work loop: timers, promise deadlines, task timeouts, worker liveness, and the
-pruning of stream rows and finished executions past their retention.
+"""The due-work loop: timers, promise deadlines, task timeouts, schedules' slots, worker
+liveness, and the pruning of stream rows and finished executions past their retention.
 
 Due rows are claimed with `FOR UPDATE SKIP LOCKED` and changed in the same
 transaction, so with several server processes on one PostgreSQL database each timer
@@ -16,6 +16,8 @@ from flovyn_server import metrics
 from flovyn_server.domain import EventType, now_ms
 from flovyn_server.engine import retention
 from flovyn_server.engine.history import append_and_resume
+from flovyn_server.engine.schedules import BATCH as SCHEDULE_BATCH
+from flovyn_server.engine.schedules import Schedules
 from flovyn_server.engine.wake import DUE_KEY, WakeHub
 from flovyn_server.engine.workers import Workers, time_out
 from flovyn_server.store.base import Store
@@ -37,6 +39,7 @@ class Scheduler:
         store: Store,
         hub: WakeHub,
         workers: Workers,
+        schedules: Schedules,
         *,
         stream_retention_ms: int,
         execution_retention_ms: int | None = None,
@@ -44,6 +47,7 @@ class Scheduler:
         self.store = store
         self.hub = hub
         self.workers = workers
+        self.schedules = schedules
         self.stream_retention_ms = stream_retention_ms
         self.execution_retention_ms = execution_retention_ms
         self._last_gauges = 0
@@ -80,6 +84,8 @@ class Scheduler:
             full |= await self.expire_promises() >= BATCH
         if due["task"] is not None and due["task"] <= now:
             full |= await self.time_out_tasks() >= BATCH
+        if due["schedule"] is not None and due["schedule"] <= now:
+            full |= await self.schedules.fire_due() >= SCHEDULE_BATCH
         if now - self._last_reap >= REAP_EVERY_MS:
             self._last_reap = now
             await self.workers.reap()
@@ -173,7 +179,7 @@ class Scheduler:
                 "SELECT (SELECT min(fire_at) FROM timers WHERE status = 'PENDING') AS timer, "
                 "(SELECT min(timeout_at) FROM promises WHERE status = 'PENDING') AS promise, "
                 "(SELECT min(attempt_deadline) FROM task_executions WHERE status = 'RUNNING') "
-                "AS task"
+                "AS task, (SELECT min(next_run_at) FROM schedules WHERE enabled = 1) AS schedule"
             )
         assert row is not None
         return {k: None if v is None else int(v) for k, v in row.items()}

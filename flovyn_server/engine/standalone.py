@@ -131,16 +131,23 @@ class StandaloneTasks:
                     f"task {task_id} is {row['status']}: only a PENDING task can be cancelled",
                     code="NOT_PENDING",
                 )
-            await tx.execute(
-                "UPDATE task_executions SET status = 'CANCELLED', completed_at = $2, "
-                f"updated_at = $2, cancelled_pos = {tx.pos_sql(3)} WHERE id = $1",
-                task_id,
-                now,
-                tx.next_pos(),
-            )
-            tx.notify(stream_key(tenant.id))
+            await cancel_pending(tx, tenant.id, task_id, now)
 
         await self.group.run(task_id, write)
+
+
+async def cancel_pending(tx: Tx, tenant_id: str, task_id: str, now: int) -> bool:
+    """Cancel a standalone task if it is PENDING (with its stream's task_cancelled)."""
+    changed = await tx.execute(
+        "UPDATE task_executions SET status = 'CANCELLED', completed_at = $2, "
+        f"updated_at = $2, cancelled_pos = {tx.pos_sql(3)} WHERE id = $1 AND status = 'PENDING'",
+        task_id,
+        now,
+        tx.next_pos(),
+    )
+    if changed:
+        tx.notify(stream_key(tenant_id))
+    return bool(changed)
 
 
 async def _failed(tx: Tx, target: str) -> bool:
