@@ -79,7 +79,11 @@ def main() -> None:
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--token", required=True, help="a worker token (fwt_...)")
     args = parser.parse_args()
-    asyncio.run(make_worker(args.server, args.tenant, args.token).run())
+    print(f"orders-example worker for tenant {args.tenant} at {args.server} (Ctrl-C stops it)")
+    try:
+        asyncio.run(make_worker(args.server, args.tenant, args.token).run())
+    except KeyboardInterrupt:
+        print("stopped")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 from flovyn_tui import demo_flows
 from flovyn_tui.dashboard.embedded import EmbeddedServer, Local
 from flovyn_worker import Client, Worker
+from flovyn_worker.decorators import workflow_kind
 
 TRICKLE_S = 1.5  # seconds between two triggers under the dashboard
 
@@ -69,7 +70,8 @@ async def _headless(workflows: int, data_dir: Path, port: int) -> int:
             demo_worker(local),
             Client(local.url, tenant=local.tenant, api_key=local.api_key) as client,
         ):
-            print(f"worker    demo-worker: workflows {[w.__name__ for w in demo_flows.WORKFLOWS]}")
+            kinds = [workflow_kind(w)[0] for w in demo_flows.WORKFLOWS]
+            print(f"worker    demo-worker: workflows {kinds}")
             started = time.perf_counter()
             handles = [
                 await client.start_workflow(
@@ -116,7 +118,16 @@ def _dashboard(data_dir: Path, port: int) -> int:
     app = FlovynApp(
         Target(None, None, None), embedded=EmbeddedServer(data_dir, port), on_ready=start
     )
-    return app.run() or 0
+    try:
+        return app.run() or 0
+    finally:
+        # The log file goes with a temporary data dir: what is still said on the way out
+        # (at interpreter exit) must not try to write to it.
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 def run_demo(*, workflows: int, data_dir: str | None, port: int, headless: bool) -> int:

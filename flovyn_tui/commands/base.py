@@ -8,6 +8,8 @@ Every command that talks to a server goes through the SDK's `Client`, and throug
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -122,6 +124,13 @@ def run(work: Callable[[Client], Awaitable[int | None]], *, tenant: bool = True)
         fail(
             f"{exc.message}{hint} [HTTP {exc.status}{' ' + exc.code if exc.code else ''}]", EXIT_API
         )
+    except BrokenPipeError:
+        # The reader went away (`... | head`): what it wanted, it had. Quietly.
+        sys.stdout = open(os.devnull, "w")
+        raise SystemExit(0) from None
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc.os_error)
+        fail(f"cannot reach the server at {conn.server}: {reason}", EXIT_CONNECT)
     except aiohttp.InvalidURL:
         fail(f"not a server URL: {conn.server!r} (use e.g. http://127.0.0.1:8000)", EXIT_USAGE)
     except (aiohttp.ClientConnectionError, ConnectionError, TimeoutError) as exc:

@@ -32,7 +32,7 @@ from flovyn_tui.output import (
     status,
     table,
 )
-from flovyn_worker import Client, WorkflowCancelled, WorkflowFailed
+from flovyn_worker import Client, FlovynApiError, WorkflowCancelled, WorkflowFailed
 
 ID = click.argument("workflow_id", metavar="ID")
 
@@ -51,7 +51,7 @@ def summaries(rows: Sequence[WorkflowSummary], title: str | None = None) -> Any:
                 status(r["status"]),
                 r["kind"],
                 ids[r["id"]],
-                local_time(r["createdAt"]),
+                local_time(r["startedAt"] or r["createdAt"]),
                 duration(r["startedAt"], r["completedAt"]) if r["startedAt"] else "-",
                 r["retryAttempts"] + 1,
                 r["queue"],
@@ -236,6 +236,16 @@ def trigger(
             kind, value, queue=queue, idempotency_key=idempotency_key, metadata=pairs or None
         )
         wf_id = answer["workflowExecutionId"]
+        try:
+            await client.workflow_definition(kind)
+        except FlovynApiError as exc:
+            if exc.status != 404:
+                raise
+            console(stderr=True).print(
+                Text(
+                    f"note: no worker has registered {kind!r} yet: it waits for one", style="yellow"
+                )
+            )
         if not wait:
             emit(
                 answer,

@@ -26,7 +26,7 @@ class Pending:
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        notice = self.app.query_one("#notice", Static)
+        notice = self.app.screen.query_one("#notice", Static)  # on the screen it began on
         try:
             for left in range(UNDO_S, 0, -1):
                 notice.update(f"↻ {self.label} in {left}s: press u to undo")

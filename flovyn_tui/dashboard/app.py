@@ -218,6 +218,9 @@ class FlovynApp(App[int]):
         for screen in self.screen_stack:  # the list may sit under an execution's screen
             for view in screen.query(WorkflowsView):
                 view.feed(message.event)
+            on_feed = getattr(screen, "on_feed", None)
+            if on_feed is not None:
+                on_feed(message.event)
 
     # -- actions ------------------------------------------------------------------
 
@@ -241,6 +244,8 @@ class FlovynApp(App[int]):
 
     def action_show(self, tab: str) -> None:
         self.query_one("#main", TabbedContent).active = tab
+        target = self.query_one(f"#{tab}").query("Rows, DataTable").first()
+        target.focus()  # the keys of the view shown, not of the one left
 
     def action_undo(self) -> None:
         if self.pending is not None and self.pending.undo():

@@ -128,6 +128,7 @@ class ExecutionScreen(Screen[None]):
         self.log_task: str | None = None
         self._reload_due = False
         self.live: bool | None = None
+        self.ended = False  # its stream said `end` (a retry may re-open it)
         self.stacked: bool | None = None
 
     def compose(self) -> ComposeResult:
@@ -250,11 +251,23 @@ class ExecutionScreen(Screen[None]):
                 self._reload_due = True
                 if event.event == "end":
                     self.live = None
+                    self.ended = True
                     self._summary()
                     return
                 data = event.data if isinstance(event.data, dict) else {}
                 if "sequence" in data:
                     self._event_arrived(data)
+
+    def on_feed(self, event: Any) -> None:
+        """The tenant feed: an execution of this tree changed after its stream ended (a
+        retry re-opens it): follow it again."""
+        data = event.data if isinstance(event.data, dict) else {}
+        ids = {n.key for n in self.root.walk() if n.kind == "workflow"} if self.root else set()
+        if data.get("workflowExecutionId") in ids:
+            self._reload_due = True
+            if self.live is None and self.ended:
+                self.ended = False
+                self.follow_execution()
 
     def on_connection(self, message: Connection) -> None:
         message.stop()
@@ -603,7 +616,8 @@ class ExecutionScreen(Screen[None]):
 
         node = self._target()
         if node is not None:
-            retry_with_undo(self.app, [{"id": node.key, "kind": node.label, "status": node.status}])
+            kind = node.detail.get("kind") or node.label
+            retry_with_undo(self.app, [{"id": node.key, "kind": kind, "status": node.status}])
 
     def action_cancel(self) -> None:
         from flovyn_tui.dashboard.actions import confirm_cancel

@@ -60,7 +60,7 @@ def workflow_node(wf: dict[str, Any]) -> Node:
         status=wf["status"],
         started=parse_time(wf.get("startedAt") or wf.get("createdAt")),
         finished=parse_time(wf.get("completedAt")),
-        detail={k: wf.get(k) for k in ("input", "output", "error") if k in wf},
+        detail={k: wf.get(k) for k in ("kind", "input", "output", "error") if k in wf},
         workflow_id=wf["id"],
         attempts=[],
     )

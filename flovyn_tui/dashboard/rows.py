@@ -106,6 +106,13 @@ class Rows(ScrollView, Generic[T], can_focus=True):
             self.scroll_to(y=self.scroll_y + 1, animate=False, immediate=True)
         self._resized()
 
+    def insert_at(self, index: int, item: T) -> None:
+        """An item at `index` (not the top): the cursor stays on its row."""
+        self.items.insert(index, item)
+        if self.cursor >= index and self.cursor > 0:
+            self.cursor += 1
+        self._resized()
+
     def replace(self, index: int, item: T) -> None:
         self.items[index] = item
         self.refresh_line(index)

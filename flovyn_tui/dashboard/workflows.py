@@ -40,7 +40,7 @@ def workflow_line(wf: dict[str, Any], width: int) -> Text:
             (glyph(wf["status"]), WIDTHS[0]),
             (wf["kind"], WIDTHS[1]),
             (wf["id"][:8], WIDTHS[2]),
-            (local_time(wf["createdAt"]), WIDTHS[3]),
+            (local_time(wf["startedAt"] or wf["createdAt"]), WIDTHS[3]),
             (duration(wf["startedAt"], wf["completedAt"]) if wf["startedAt"] else "-", WIDTHS[4]),
             (str(wf["retryAttempts"] + 1), WIDTHS[5]),
             (wf["queue"], 0),
@@ -175,11 +175,33 @@ class WorkflowsView(Vertical):
                 self.rows.replace(index, wf)
             else:
                 self.rows.remove_at(index)
-        elif fits and event.event == "workflow_created":
+                total, guessed = self.total
+                self.total = (max(0, total - 1), guessed)
+                self._show_filters()
+        elif fits:
+            self._insert(wf, new=event.event == "workflow_created")
+
+    def _insert(self, wf: dict[str, Any], *, new: bool) -> None:
+        """A row that fits the filter now (new, or whose status came to match it), in
+        its place by creation time; one older than all loaded comes with its page."""
+        items = self.rows.items
+        at = next(
+            (
+                i
+                for i, r in enumerate(items)
+                if (r["createdAt"], r["id"]) < (wf["createdAt"], wf["id"])
+            ),
+            None,
+        )
+        if at is None and self.next_cursor is not None:
+            return
+        if at == 0 or not items:
             self.rows.insert_top(wf)
-            total, guessed = self.total
-            self.total = (total + 1, guessed)
-            self._show_filters()
+        else:
+            self.rows.insert_at(len(items) if at is None else at, wf)
+        total, guessed = self.total
+        self.total = (total + 1, guessed)
+        self._show_filters()
 
     def _status(self) -> str | None:
         return None if self.status == "ALL" else self.status

@@ -254,3 +254,26 @@ async def test_tasks_view_and_a_task_live(flovyn: Flovyn) -> None:
         assert isinstance(screen, TaskScreen)
         await until(pilot, lambda: "attempt 2" in screen.summary)
         assert "attempt 1" in screen.summary and "COMPLETED" in screen.summary
+
+
+async def test_r_in_an_execution_and_it_comes_back_to_life(flovyn: Flovyn) -> None:
+    f = flovyn
+    async with f.worker([repair], [fails_once]), dashboard(f) as (app, pilot):
+        wf_id = await trigger(f, "tui-repair", {"input": f"detail-{f.slug}"})
+        await wait_status(f, wf_id, "FAILED")
+        app.push_screen(ExecutionScreen(wf_id))
+        screen = app.screen
+        assert isinstance(screen, ExecutionScreen)
+        await until(pilot, lambda: screen.ended and screen.root is not None)
+        assert isinstance(screen, ExecutionScreen) and screen.root is not None
+        assert screen.root.status == "FAILED"
+        await pilot.press("r")
+        notice = screen.query_one("#notice")
+        await until(pilot, lambda: notice.display and "retry of tui-repair" in str(notice.render()))
+        await pilot.press("u")
+        await until(pilot, lambda: "undone" in str(notice.render()))
+        await pilot.press("r")
+        # Retried after its window; the screen follows the execution again to its end.
+        await until(
+            pilot, lambda: screen.root is not None and screen.root.status == "COMPLETED", within=20
+        )
