@@ -23,6 +23,7 @@ from flovyn_server.api import (
     streams,
     tasks,
     tenants,
+    webhooks,
     worker,
     workflows,
 )
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
             workflows,
             tasks,
             schedules,
+            webhooks,
             control,
             discovery,
             streams,

@@ -73,6 +73,10 @@ TAGS = {
     "Workflows": "Trigger workflow executions and read them: lists, history, tasks, logs.",
     "Tasks": "Standalone tasks: a task with no workflow, run and retried by any worker of its kind.",
     "Schedules": "Start workflows or standalone tasks by cron, at an interval, or once.",
+    "Webhooks": (
+        "Receive providers' deliveries (GitHub, Stripe, Shopify, Slack, any HMAC), verified by "
+        "each webhook's own scheme, and start workflows, tasks or resolve promises from them."
+    ),
     "Control": "Act on running executions: cancel, retry, signal, resolve and reject promises.",
     "Discovery": "The workers connected to a tenant and the workflow and task kinds they offer.",
     "Worker protocol": (

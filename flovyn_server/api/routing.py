@@ -40,6 +40,8 @@ PATH_PARAMS: dict[str, tuple[Any, str]] = {
     "id": (Uuid, "The workflow execution's id."),
     "taskId": (Uuid, "The task execution's id."),
     "scheduleId": (Uuid, "The schedule's id."),
+    "webhookId": (Uuid, "The webhook's id."),
+    "webhookSlug": (Slug, "The webhook's slug, the last part of its URL."),
     "workerId": (Uuid, "The worker's id, as its registration answered."),
     "kind": (Name, "The workflow or task kind."),
     "identifier": (

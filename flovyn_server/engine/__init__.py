@@ -12,6 +12,7 @@ from flovyn_server.engine.standalone import StandaloneTasks
 from flovyn_server.engine.tasks import Tasks
 from flovyn_server.engine.tenants import Tenants
 from flovyn_server.engine.wake import WakeHub
+from flovyn_server.engine.webhooks import Webhooks
 from flovyn_server.engine.workers import Workers
 from flovyn_server.engine.workflows import Workflows
 from flovyn_server.settings import Settings
@@ -35,6 +36,7 @@ class Engine:
         self.standalone = StandaloneTasks(store, group)
         self.schedules = Schedules(store, group)
         self.control = Control(store)
+        self.webhooks = Webhooks(store, self.tenants, self.control)
         self.definitions = Definitions(store)
         self.workers = Workers(
             store,

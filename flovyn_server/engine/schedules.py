@@ -52,11 +52,11 @@ ENDED_TASK = ("COMPLETED", "FAILED", "CANCELLED")
 def _specs(body: ScheduleBody) -> tuple[dict[str, Any], dict[str, Any]]:
     """The schedule type and target as stored (camelCase JSON); checked: a bad cron or
     timezone is InvalidInput."""
-    spec = body.schedule_type.model_dump(mode="json", by_alias=True)
+    spec = body.schedule_type.model_dump(mode="json", by_alias=True, exclude_none=True)
     if spec["type"] == "cron":
         calendar.check_cron(spec["cron"])
         calendar.zone(spec["timezone"])
-    return spec, body.target.model_dump(mode="json", by_alias=True)
+    return spec, body.target.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _shape(row: Row) -> Schedule:

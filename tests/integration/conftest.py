@@ -62,14 +62,16 @@ class Flovyn:
         key: str | None = None,
         raw: bytes | None = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """(status, parsed JSON) of a REST call; `path` may use `P` for the tenant prefix."""
         if path.startswith("P/"):
             path = f"/api/tenants/{self.slug}/" + path[2:]
-        headers = {"Authorization": f"Bearer {key or self.api_key}"} if key != "" else {}
+        sent = {"Authorization": f"Bearer {key or self.api_key}"} if key != "" else {}
+        sent |= headers or {}
         data = raw if raw is not None else (None if body is None else _dumps(body))
         status, answer = await self.transport.exchange(
-            method, path, data, params=params, headers=headers
+            method, path, data, params=params, headers=sent
         )
         text = answer.decode("utf-8", "replace")
         try:
