@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from flovyn_tui.commands import admin, discovery, local, task, workflow
+from flovyn_tui.commands import admin, automation, discovery, local, task, workflow
 from flovyn_tui.commands.base import CONTEXT, connection_options
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     """
 
 
-for module in (local, workflow, task, discovery, admin):
+for module in (local, workflow, task, automation, discovery, admin):
     for command in module.COMMANDS:
         main.add_command(command)
 

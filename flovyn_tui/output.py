@@ -134,3 +134,19 @@ def pretty(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def when(s: dict[str, Any]) -> str:
+    """A schedule's timing in a few words."""
+    kind = s["scheduleType"]
+    if kind["type"] == "cron":
+        return f"cron {kind['cron']} {kind.get('timezone', 'UTC')}"
+    if kind["type"] == "interval":
+        return f"every {kind['everySeconds']}s"
+    return f"once at {local_time(kind['runAt'])}"
+
+
+def what(s: dict[str, Any]) -> str:
+    """What a schedule starts."""
+    target = s["target"]
+    return f"{target['type']} {target.get('workflowKind') or target.get('taskKind')}"

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from flovyn_server.models.workflows import CancelAnswer, HistoryEvent, SignalAnswer, Workflow
 
 from .api_admin import AdminApi, DiscoveryApi
+from .api_automation import AutomationApi
 from .api_executions import ExecutionsApi
 from .api_tasks import TasksApi
 from .decorators import workflow_kind
@@ -123,7 +124,7 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.id}>"
 
 
-class Client(ExecutionsApi, TasksApi, AdminApi, DiscoveryApi):
+class Client(ExecutionsApi, TasksApi, AutomationApi, AdminApi, DiscoveryApi):
     """Async REST client: ``async with Client(url, tenant=..., api_key=...) as c``.
 
     ``tenant`` may be None for the calls outside a tenant (``create_tenant``, and the

@@ -96,6 +96,7 @@ class FlovynApp(App[int]):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("w", "show('workflows')", "Workflows"),
         Binding("T", "show('tasks')", "Tasks"),
+        Binding("S", "show('schedules')", "Schedules"),
         Binding("o", "show('workers')", "Workers"),
         Binding("d", "show('definitions')", "Definitions"),
         Binding("u", "undo", "Undo", show=False),
@@ -125,7 +126,7 @@ class FlovynApp(App[int]):
 
     def compose(self) -> ComposeResult:
         from flovyn_tui.dashboard.definitions import DefinitionsView, WorkersView
-        from flovyn_tui.dashboard.tasks import TasksView
+        from flovyn_tui.dashboard.tasks import SchedulesView, TasksView
         from flovyn_tui.dashboard.workflows import WorkflowsView
 
         yield Header(id="header")
@@ -134,6 +135,8 @@ class FlovynApp(App[int]):
                 yield WorkflowsView()
             with TabPane("Tasks", id="tasks"):
                 yield TasksView()
+            with TabPane("Schedules", id="schedules"):
+                yield SchedulesView()
             with TabPane("Workers", id="workers"):
                 yield WorkersView()
             with TabPane("Definitions", id="definitions"):

@@ -18,7 +18,7 @@ from flovyn_tui.dashboard.app import api, guarded
 
 KEYS = [
     ("Anywhere", [("q", "quit"), ("?", "this help"), ("ctrl+p", "command palette"),
-                  ("w / T / o / d", "workflows / standalone tasks / workers / definitions")]),
+                  ("w T S o d", "workflows, standalone tasks, schedules, workers, definitions")]),
     ("Workflows", [("↑ ↓ j k PgUp PgDn Home End", "move"), ("enter", "open the execution"),
                    ("[ ]", "previous / next status filter"), ("/", "filter by kind, id or queue"),
                    ("r", "retry the selected FAILED execution (u undoes, for 3 s)"),
@@ -32,6 +32,7 @@ KEYS = [
                    ("/", "search the logs")]),
     ("Tasks", [("enter", "open the task: its attempts and live logs"), ("c", "cancel a PENDING task"),
                ("y", "copy the id")]),
+    ("Schedules", [("e", "enable or disable the selected schedule"), ("g", "run it now")]),
 ]  # fmt: skip
 
 

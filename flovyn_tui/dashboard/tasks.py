@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 from flovyn_tui.dashboard.app import api, guarded
 from flovyn_tui.dashboard.definitions import _Listing
 from flovyn_tui.dashboard.rows import Rows
-from flovyn_tui.output import duration, local_time, status
+from flovyn_tui.output import duration, local_time, status, what, when
 from flovyn_tui.watch import first_line, log_line
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED")
@@ -191,3 +191,55 @@ class TaskScreen(Screen[None]):
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.task_id)
         self.app.notify(f"copied {self.task_id}")
+
+
+class SchedulesView(_Listing):
+    """Schedules: next run, last run, runs; `e` enables or disables the selected one, `g`
+    runs it now."""
+
+    COLUMNS = ("", "NAME", "WHEN", "STARTS", "NEXT RUN", "LAST RUN", "RUNS")
+    BINDINGS = [
+        Binding("e", "toggle", "Enable/disable"),
+        Binding("g", "run_now", "Run now"),
+    ]
+
+    async def fetch(self) -> tuple[list[tuple[Any, ...]], str]:
+        page = await api(self.app).schedule_page(limit=200)
+        self.rows_data = list(page["schedules"])
+        rows = [
+            (
+                Text("●", style="green") if s["enabled"] else Text("○", style="bright_black"),
+                s["name"],
+                when(dict(s)),
+                what(dict(s)),
+                local_time(s["nextRunAt"]),
+                local_time(s["lastRunAt"]),
+                s["runCount"],
+            )
+            for s in page["schedules"]
+        ]
+        return rows, f"{len(rows)} schedules   e enable/disable  g run now"
+
+    def _current(self) -> Any:
+        table = self.query_one(DataTable)
+        rows = getattr(self, "rows_data", [])
+        return rows[table.cursor_row] if 0 <= table.cursor_row < len(rows) else None
+
+    @guarded(group="schedule-actions")
+    async def action_toggle(self) -> None:
+        chosen = self._current()
+        if chosen is None:
+            return
+        changed = await api(self.app).enable_schedule(chosen["id"], not chosen["enabled"])
+        word = "enabled" if changed["enabled"] else "disabled"
+        self.app.notify(f"{changed['name']} {word}; next run {local_time(changed['nextRunAt'])}")
+        self.load()
+
+    @guarded(group="schedule-actions")
+    async def action_run_now(self) -> None:
+        chosen = self._current()
+        if chosen is None:
+            return
+        fired = await api(self.app).trigger_schedule(chosen["id"])
+        self.app.notify(f"{chosen['name']}: started {fired['targetType']} {fired['targetId'][:8]}")
+        self.load()

@@ -424,3 +424,52 @@ async def test_task_commands(flovyn: Flovyn, cli: Cli) -> None:
     assert again.exit_code == 1 and "HTTP 409" in again.stderr
     watched = await cli("task", "watch", pending)
     assert watched.exit_code == 1 and "CANCELLED" in watched.stdout
+
+
+async def test_schedule_and_webhook_commands(flovyn: Flovyn, cli: Cli) -> None:
+    f = flovyn
+    made = await cli.json(
+        "schedule", "create", "cli-every", "--every", "3600", "--workflow", "cli-ok",
+        "--input", "5", "--overlap", "allow",
+    )  # fmt: skip
+    assert made == await f.ok("GET", f"P/schedules/{made['id']}")
+    assert made["scheduleType"] == {"type": "interval", "everySeconds": 3600}
+    assert (await cli("schedule", "create", "x", "--every", "5")).exit_code == 2  # no target
+    bad = await cli("schedule", "create", "x", "--cron", "61 * * * *", "--workflow", "k")
+    assert bad.exit_code == 1 and "is not valid" in bad.stderr
+    listing = (await cli.ok("schedule", "list")).stdout
+    assert "cli-every" in listing and "every 3600s" in listing and "workflow cli-ok" in listing
+    fired = await cli.json("schedule", "trigger", made["id"])
+    assert fired["targetType"] == "workflow"
+    runs = await cli.json("schedule", "runs", made["id"])
+    assert runs == await f.ok("GET", f"P/schedules/{made['id']}/runs", params={"limit": "50"})
+    assert [r["targetId"] for r in runs["runs"]] == [fired["targetId"]]
+    off = await cli.json("schedule", "disable", made["id"])
+    assert off["enabled"] is False and off["nextRunAt"] is None
+    assert (await cli.json("schedule", "enable", made["id"]))["enabled"] is True
+    changed = await cli.json(
+        "schedule", "update", made["id"], "--cron", "0 3 * * *", "--timezone", "Europe/Berlin",
+        "--task", "cli-sa",
+    )  # fmt: skip
+    assert changed["name"] == "cli-every" and changed["target"]["taskKind"] == "cli-sa"
+    assert (await cli.ok("schedule", "delete", made["id"], "--yes")).stdout.strip() == "deleted"
+
+    hook = await cli.json(
+        "webhook", "create", "pushes", "--slug", "cli-hook", "--provider", "github",
+        "--secret", "a-long-shared-secret", "--route", "push=workflow:build",
+        "--route", "*=promise:data.name@data.workflow",
+    )  # fmt: skip
+    assert hook == await f.ok("GET", f"P/webhooks/{hook['id']}")
+    assert "secret" not in str(hook) and hook["url"] == f"/api/hooks/{f.slug}/cli-hook"
+    assert hook["routes"][1]["target"] == {
+        "type": "promise", "promiseNamePath": "data.name", "workflowIdPath": "data.workflow",
+    }  # fmt: skip
+    bad = await cli(
+        "webhook", "create", "x", "--slug", "x-hook", "--no-verification", "--route", "oops"
+    )
+    assert bad.exit_code == 2 and "GLOB=workflow:KIND" in bad.stderr
+    assert "cli-hook" in (await cli.ok("webhook", "list")).stdout
+    assert await cli.json("webhook", "events", hook["id"]) == await f.ok(
+        "GET", f"P/webhooks/{hook['id']}/events", params={"limit": "50"}
+    )
+    assert (await cli.ok("webhook", "delete", hook["id"], "--yes")).stdout.strip() == "deleted"

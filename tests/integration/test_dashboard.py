@@ -21,7 +21,7 @@ from flovyn_tui.dashboard.app import FlovynApp, Target
 from flovyn_tui.dashboard.detail import ExecutionScreen
 from flovyn_tui.dashboard.dialogs import ConfirmScreen, Prompt
 from flovyn_tui.dashboard.rows import Rows
-from flovyn_tui.dashboard.tasks import TaskScreen, TasksView
+from flovyn_tui.dashboard.tasks import SchedulesView, TaskScreen, TasksView
 from flovyn_tui.dashboard.timeline import Timeline
 from flovyn_tui.dashboard.workflows import WorkflowsView
 from flovyn_worker import RetryPolicy, TaskContext, WorkflowContext, task, workflow
@@ -277,3 +277,26 @@ async def test_r_in_an_execution_and_it_comes_back_to_life(flovyn: Flovyn) -> No
         await until(
             pilot, lambda: screen.root is not None and screen.root.status == "COMPLETED", within=20
         )
+
+
+async def test_schedules_view_enables_and_disables_with_one_key(flovyn: Flovyn) -> None:
+    f = flovyn
+    body = {
+        "name": "tui-hourly",
+        "scheduleType": {"type": "interval", "everySeconds": 3600},
+        "target": {"type": "workflow", "workflowKind": "tui-nobody"},
+    }
+    made = await f.ok("POST", "P/schedules", body)
+    async with dashboard(f) as (app, pilot):
+        await pilot.press("S")
+        view = app.screen.query_one(SchedulesView)
+        await until(
+            pilot, lambda: [s["id"] for s in getattr(view, "rows_data", [])] == [made["id"]]
+        )
+        await pilot.press("e")
+        await until(pilot, lambda: view.rows_data[0]["enabled"] is False)
+        assert (await f.ok("GET", f"P/schedules/{made['id']}"))["nextRunAt"] is None
+        await pilot.press("e")
+        await until(pilot, lambda: view.rows_data[0]["enabled"] is True)
+        await pilot.press("g")
+        await until(pilot, lambda: view.rows_data[0]["runCount"] == 1)
