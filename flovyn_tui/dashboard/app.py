@@ -185,9 +185,12 @@ class FlovynApp(App[int]):
 
     async def on_unmount(self) -> None:
         # The demo's worker and the streams end before the server they talk to.
+        running = list(self.workers)
         self.workers.cancel_all()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.workers.wait_for_complete(), 10)
+        with contextlib.suppress(Exception):  # each one's end, cancelled or not
+            await asyncio.wait_for(
+                asyncio.gather(*(w.wait() for w in running), return_exceptions=True), 10
+            )
         if self.client is not None:
             await self.client.close()
         if self.embedded is not None:

@@ -57,6 +57,7 @@ class _Listing(Vertical):
             table.add_row(*row)
         if rows:
             table.move_cursor(row=min(at, len(rows) - 1))
+        table.refresh()  # its header keeps the widths it had before the rows, else
         self.query_one("#listing-title", Static).update(title)
 
     async def fetch(self) -> tuple[list[tuple[Any, ...]], str]:

@@ -79,7 +79,7 @@ def event_line(item: dict[str, Any], width: int) -> Text:
     return columns(
         [
             (str(item["sequence"]), 5),
-            (local_time(item["timestamp"]), 9),
+            (local_time(item["timestamp"]), 19),
             (item.get("workflowExecutionId", "")[:8], 8),
             (Text(item["eventType"], style="bold"), 0),
         ]
@@ -150,7 +150,7 @@ class ExecutionScreen(Screen[None]):
                     with VerticalScroll(id="event-json-box"):
                         yield Static(id="event-json")
             with TabPane("5 Data", id="data"):
-                with VerticalScroll():
+                with VerticalScroll(id="data-box"):
                     yield Static(id="node-data")
         yield Static(id="notice")
         yield Footer()
@@ -162,6 +162,7 @@ class ExecutionScreen(Screen[None]):
         self.set_interval(DEBOUNCE_S, self._maybe_reload)
         self.set_interval(0.5, self._tick)
         self._arrange()
+        self.query_one("#node-tree").focus()
 
     @property
     def client(self) -> Client:
@@ -271,6 +272,8 @@ class ExecutionScreen(Screen[None]):
 
     def on_connection(self, message: Connection) -> None:
         message.stop()
+        if self.ended:  # a late "connected" after the end: not live any more
+            return
         self.live = message.live
         self._summary()
         if message.live:
@@ -377,7 +380,7 @@ class ExecutionScreen(Screen[None]):
         node = self.selected
         if node is None:
             return
-        rows = [("status", Text.assemble(_glyph(node), f" {node.status}")), ("kind", node.kind)]
+        rows = [("status", Text.assemble(_glyph(node), f" {node.status}")), ("type", node.kind)]
         rows.append(("id", node.key.split(":")[-1]))
         if node.started:
             rows.append(("started", local_time(node.started.isoformat())))
@@ -402,12 +405,6 @@ class ExecutionScreen(Screen[None]):
             text.append(str(error).strip().splitlines()[-1] + "\n", style="red")
         text.append("\n3 logs  5 input/output/error  r retry  c cancel  y copy id", style="dim")
         self.query_one("#node-detail", Static).update(text)
-        inline = Text.assemble(_glyph(node), " ", (node.label, "bold"))
-        for key, value in rows[2:]:
-            inline.append(f"  {key} ", style="dim")
-            inline.append_text(value if isinstance(value, Text) else Text(str(value)))
-        inline.append("   3 logs  5 data", style="dim")
-        self.query_one("#gantt-detail", Static).update(inline)
         inline = Text.assemble(_glyph(node), " ", (node.label, "bold"))
         for key, value in rows[2:]:
             inline.append(f"  {key} ", style="dim")

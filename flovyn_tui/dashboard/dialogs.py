@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
@@ -48,7 +48,8 @@ class HelpScreen(ModalScreen[None]):
                 text.append(f"{what}\n")
             text.append("\n")
         with Vertical(classes="dialog"):
-            yield Static(text)
+            with VerticalScroll(classes="help-keys"):
+                yield Static(text)
             yield Label("esc closes", classes="hint")
 
 

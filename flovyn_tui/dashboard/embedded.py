@@ -29,10 +29,7 @@ class Local:
 
     def worker_line(self) -> str:
         """What to paste to run a worker against it."""
-        return (
-            f'Worker("{self.url}", tenant="{self.tenant}", token="{self.worker_token}", '
-            "workflows=[...], tasks=[...])"
-        )
+        return f'Worker("{self.url}", tenant="{self.tenant}", token="{self.worker_token}", ...)'
 
 
 def free_port() -> int:

@@ -80,6 +80,12 @@ class Timeline(ScrollView, can_focus=True):
         self.virtual_size = Size(self.size.width, len(lines) + 1)
         self.refresh()
 
+    def on_resize(self) -> None:
+        # Fitted while hidden (no width yet), the chart is drawn too small: fit again.
+        if self.follow and self.origin is not None:
+            self._fit()
+            self._keep_now()
+
     def tick(self) -> None:
         """Running bars grow: redraw, and keep now in view when following."""
         self.frame += 1
