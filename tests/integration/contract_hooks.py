@@ -68,6 +68,14 @@ class Seeded:
     workflow_kinds: list[str] = field(default_factory=list)
     task_kinds: list[str] = field(default_factory=list)
     promises: list[str] = field(default_factory=list)
+    standalone_ids: list[str] = field(default_factory=list)  # ended standalone tasks
+    pending_task_ids: list[str] = field(default_factory=list)  # standalone, to cancel
+    schedule_ids: list[str] = field(default_factory=list)
+    webhook_ids: list[str] = field(default_factory=list)
+    webhook_slugs: list[str] = field(default_factory=list)
+    # DELETE gets its own: had it the others, the other operations would find them gone
+    doomed_schedule_ids: list[str] = field(default_factory=list)
+    doomed_webhook_ids: list[str] = field(default_factory=list)
 
 
 async def _wait_event(f: Flovyn, workflow_id: str, event_type: str, within: float = 30) -> None:
@@ -94,6 +102,47 @@ async def _seed(url: str) -> Seeded:
             # The first one completes; the others keep waiting on their promise.
             await client.resolve_promise(f"{handles[0].id}:{PROMISE}", {"ok": True})
             await handles[0].result(timeout=30)
+            done = await client.start_task("contract-echo", {"standalone": True})
+            await done.result(timeout=30)
+            seeded.standalone_ids.append(done.id)
+        # A cancelled standalone task, and schedules and webhooks (several each: the fuzz
+        # deletes some).
+        for n in range(6):
+            pending = await f.ok("POST", "P/tasks", {"kind": "contract-nobody"})
+            if n < 2:
+                await f.ok("DELETE", f"P/tasks/{pending['id']}")
+                seeded.standalone_ids.append(pending["id"])
+            else:
+                seeded.pending_task_ids.append(pending["id"])
+        for n in range(8):
+            made = await f.ok(
+                "POST",
+                "P/schedules",
+                {
+                    "name": f"contract-{n}",
+                    "scheduleType": {"type": "cron", "cron": "0 3 * * *", "timezone": "UTC"},
+                    "target": {"type": "workflow", "workflowKind": "demo"},
+                    "enabled": n % 2 == 0,
+                },
+            )
+            (seeded.schedule_ids if n < 4 else seeded.doomed_schedule_ids).append(made["id"])
+            hook = await f.ok(
+                "POST",
+                "P/webhooks",
+                {
+                    "name": f"contract-{n}",
+                    "slug": f"contract-{n}",
+                    "verification": {"type": "none"},
+                    "routes": [
+                        {"eventTypeFilter": "*", "target": {"type": "task", "taskKind": "demo"}}
+                    ],
+                },
+            )
+            if n < 4:
+                seeded.webhook_ids.append(hook["id"])
+                seeded.webhook_slugs.append(hook["slug"])
+            else:
+                seeded.doomed_webhook_ids.append(hook["id"])
         for n in range(DEMO_WORKFLOWS):  # PENDING: only the fuzz's polls may claim them
             await f.ok("POST", "P/workflows/demo/trigger", {"input": {"n": n}})
         cancelled = await f.ok("POST", "P/workflows/contract-cancelled/trigger", {"input": {}})
