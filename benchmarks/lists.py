@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Lists at scale: N executions in one tenant, and a task with L log lines.
+"""Lists at scale: N executions in one tenant, as many standalone tasks, and a task
+with L log lines.
 
 For each store this seeds the rows straight into a fresh database (not through the
 API: a million triggers would take a while), starts ``flovyn server`` on it, and
@@ -38,6 +39,37 @@ STATUSES += ["WAITING", "PENDING"]
 KINDS = ["order", "import", "approval", "report", "sync"]
 QUEUES = ["default", "bulk", "priority"]
 LEVELS = [("DEBUG", 10), ("INFO", 20), ("INFO", 20), ("INFO", 20), ("WARN", 30), ("ERROR", 40)]
+
+
+TASK_STATUSES = (
+    ["COMPLETED"] * 90 + ["FAILED"] * 4 + ["PENDING"] * 3 + ["RUNNING"] * 2 + ["CANCELLED"]
+)
+
+
+async def seed_tasks(url: str, tenant_id: str, n: int) -> None:
+    """N standalone tasks (no workflow) over the last N seconds."""
+    store = await open_store(url)
+    start = int(time.time() * 1000) - n * 1000
+    rows: list[tuple[Any, ...]] = []
+    try:
+        for i in range(n):
+            at = start + i * 1000
+            status = TASK_STATUSES[(i * 7 + i // 5) % 100]
+            rows.append((str(uuid.uuid4()), tenant_id, f"job-{i % 5}", QUEUES[i % 3], status, at))
+            if len(rows) == BATCH or i == n - 1:
+                async with store.transaction() as tx:
+                    await tx.executemany(
+                        "INSERT INTO task_executions (id, tenant_id, kind, queue, status, "
+                        "max_retries, retry_initial_ms, retry_coefficient, retry_max_ms, "
+                        "retry_at, created_at, updated_at) "
+                        "VALUES ($1, $2, $3, $4, $5, 3, 1000, 2.0, 60000, $6, $6, $6)",
+                        rows,
+                    )
+                rows = []
+                print(f"\r   seeded {i + 1} standalone tasks", end="", flush=True, file=sys.stderr)
+        print()
+    finally:
+        await store.close()
 
 
 async def seed(url: str, tenant_id: str, n: int, log_lines: int) -> tuple[str, str]:
@@ -155,6 +187,7 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
         ) as resp:
             tenant_id = (await resp.json())["id"]
         t0 = time.perf_counter()
+        await seed_tasks(db.url, tenant_id, args.tasks)  # before seed(): it ends analysing
         workflow_id, task_id = await seed(db.url, tenant_id, args.executions, args.log_lines)
         print(f"   seeded in {time.perf_counter() - t0:.0f} s")
         p = f"/api/tenants/{tenant.slug}"
@@ -165,6 +198,9 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
             _, page = await timed_once(api, lists, {"limit": "20", "cursor": deep}, tenant.key)
             deep = page["nextCursor"]
         logs = f"{lists}/{workflow_id}/tasks/{task_id}/logs"
+        tasks = f"{p}/tasks"
+        _, task_page = await timed(api, tasks, {"limit": "20"}, tenant.key)
+        task_cursor = task_page["nextCursor"]
         _, log_page = await timed(api, logs, {"limit": "100"}, tenant.key)
         cases: list[tuple[str, str, dict[str, str]]] = [
             ("first page", lists, {"limit": "20"}),
@@ -181,6 +217,11 @@ async def run_store(store: str, args: argparse.Namespace, res: Resources) -> lis
                                                  "cursor": log_page["nextCursor"] or ""}),
             ("logs ?level=ERROR", logs, {"level": "ERROR"}),
             ("logs ?search= (substring)", logs, {"search": "item 999"}),
+            ("standalone tasks, first page", tasks, {"limit": "20"}),
+            ("tasks ?status=FAILED", tasks, {"status": "FAILED"}),
+            ("tasks ?kind=job-1&status=PENDING", tasks, {"kind": "job-1", "status": "PENDING"}),
+            ("tasks ?queue=bulk", tasks, {"queue": "bulk"}),
+            ("tasks, a page by cursor", tasks, {"limit": "20", "cursor": task_cursor}),
         ]  # fmt: skip
         print(f"   {'request':<40} {'p50 ms':>8}   total")
         for label, path, params in cases:
@@ -209,6 +250,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
     p.add_argument("--executions", type=int, default=1_000_000)
     p.add_argument("--log-lines", type=int, default=100_000)
+    p.add_argument("--tasks", type=int, default=1_000_000, help="standalone tasks")
     p.add_argument("--postgres-url", default=os.environ.get("FLOVYN_BENCH_PG_URL", DEFAULT_PG_URL))
     return p.parse_args(argv)
 
