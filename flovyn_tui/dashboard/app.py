@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -24,9 +24,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from flovyn_tui.dashboard.embedded import EmbeddedServer, Local
 from flovyn_worker import Client, FlovynApiError
 from flovyn_worker.sse import StreamEvent
+
+if TYPE_CHECKING:  # the embedded server is imported only by those who embed one
+    from flovyn_tui.dashboard.embedded import EmbeddedServer, Local
 
 
 def guarded(**options: Any) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
@@ -56,12 +58,15 @@ class Target:
     api_key: str | None
 
 
-class FeedEvent(Message):
-    """A change of an execution, from the tenant feed."""
+FEED_BATCH_S = 0.05  # feed events applied together: one repaint and layout per batch
 
-    def __init__(self, event: StreamEvent) -> None:
+
+class FeedEvent(Message):
+    """Changes of executions from the tenant feed: those since the previous message."""
+
+    def __init__(self, events: list[StreamEvent]) -> None:
         super().__init__()
-        self.event = event
+        self.events = events
 
 
 class Connection(Message):
@@ -206,9 +211,18 @@ class FlovynApp(App[int]):
             self.post_message(Connection(live))
 
         stream = self.client.stream_feed(on_connection=state)
+        batch: list[StreamEvent] = []
+
+        def flush() -> None:
+            if batch:
+                self.post_message(FeedEvent(batch[:]))
+                batch.clear()
+
         async with contextlib.aclosing(stream) as events:
             async for event in events:
-                self.post_message(FeedEvent(event))
+                if not batch:
+                    self.set_timer(FEED_BATCH_S, flush)
+                batch.append(event)
 
     def on_connection(self, message: Connection) -> None:
         if message.live != self.live:
@@ -223,10 +237,11 @@ class FlovynApp(App[int]):
 
         for screen in self.screen_stack:  # the list may sit under an execution's screen
             for view in screen.query(WorkflowsView):
-                view.feed(message.event)
+                view.feed(message.events)
             on_feed = getattr(screen, "on_feed", None)
             if on_feed is not None:
-                on_feed(message.event)
+                for event in message.events:
+                    on_feed(event)
 
     # -- actions ------------------------------------------------------------------
 

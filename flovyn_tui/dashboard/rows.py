@@ -30,7 +30,7 @@ class Rows(ScrollView, Generic[T], can_focus=True):
     """Items drawn one line each by `render(item, width)`, with a cursor."""
 
     DEFAULT_CSS = """
-    Rows { height: 1fr; }
+    Rows { height: 1fr; overflow-x: hidden; }
     Rows > .rows--cursor { background: $accent 40%; }
     Rows:focus > .rows--cursor { background: $accent 70%; }
     Rows > .rows--marked { color: $warning; }
@@ -82,33 +82,53 @@ class Rows(ScrollView, Generic[T], can_focus=True):
         self._key = key
         self._near_end = near_end
         self.items: list[T] = []
+        # key -> a number whose difference with `_top` is the item's index: an insert at
+        # the top is O(1) (tens of thousands of rows, changes arriving by hundreds a second)
+        self._seq: dict[str, int] = {}
+        self._top = 0
         self.marked: set[str] = set()
         self.highlight: str | None = None  # a search term to underline
 
     # -- content --------------------------------------------------------------------
 
+    def _reindex(self) -> None:
+        key = self._key
+        self._seq = {} if key is None else {key(item): i for i, item in enumerate(self.items)}
+        self._top = 0
+
     def set_items(self, items: Iterable[T]) -> None:
         self.items = list(items)
+        self._reindex()
         self.cursor = min(self.cursor, max(0, len(self.items) - 1))
         self._resized()
         if self.items:
             self.post_message(self.Highlighted(self, self.items[self.cursor]))
 
     def extend(self, items: Iterable[T]) -> None:
-        self.items.extend(items)
+        added = list(items)
+        if self._key is not None:
+            end = self._top + len(self.items)
+            self._seq.update({self._key(item): end + i for i, item in enumerate(added)})
+        self.items.extend(added)
         self._resized()
 
-    def insert_top(self, item: T) -> None:
-        """A new first item; the cursor stays on the row it was on (unless at the top)."""
-        self.items.insert(0, item)
-        if self.cursor > 0:
-            self.cursor += 1
-            self.scroll_to(y=self.scroll_y + 1, animate=False, immediate=True)
+    def insert_top(self, items: list[T]) -> None:
+        """New first items (the first one on top); the cursor stays on the row it was on
+        (unless at the top), without a Highlighted message for each."""
+        self.items[0:0] = items
+        if self._key is not None:
+            for item in reversed(items):
+                self._top -= 1
+                self._seq[self._key(item)] = self._top
         self._resized()
+        if self.cursor > 0:
+            self.set_reactive(Rows.cursor, self.cursor + len(items))
+            self.scroll_to(y=self.scroll_y + len(items), animate=False, immediate=True)
 
     def insert_at(self, index: int, item: T) -> None:
         """An item at `index` (not the top): the cursor stays on its row."""
         self.items.insert(index, item)
+        self._reindex()
         if self.cursor >= index and self.cursor > 0:
             self.cursor += 1
         self._resized()
@@ -119,17 +139,14 @@ class Rows(ScrollView, Generic[T], can_focus=True):
 
     def remove_at(self, index: int) -> None:
         del self.items[index]
+        self._reindex()
         if self.cursor > index:
             self.cursor -= 1
         self._resized()
 
     def index_of(self, key: str) -> int | None:
-        if self._key is None:
-            return None
-        for i, item in enumerate(self.items):
-            if self._key(item) == key:
-                return i
-        return None
+        seq = self._seq.get(key)
+        return None if seq is None else seq - self._top
 
     @property
     def current(self) -> T | None:
@@ -143,8 +160,12 @@ class Rows(ScrollView, Generic[T], can_focus=True):
         self.marked.symmetric_difference_update({key})
         self.refresh_line(self.cursor)
 
+    @property
+    def _width(self) -> int:
+        return self.scrollable_content_region.width  # without the vertical scrollbar
+
     def _resized(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.items))
+        self.virtual_size = Size(self._width, len(self.items))
         self.refresh()
 
     def refresh_line(self, index: int) -> None:
@@ -156,10 +177,11 @@ class Rows(ScrollView, Generic[T], can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         index = y + round(self.scroll_y)
+        width = self._width
         if index >= len(self.items):
-            return Strip.blank(self.size.width, self.rich_style)
+            return Strip.blank(width, self.rich_style)
         item = self.items[index]
-        text = self._render_item(item, self.size.width)
+        text = self._render_item(item, width)
         if self.highlight:
             text.highlight_words([self.highlight], "underline bold", case_sensitive=False)
         style: Style = self.rich_style
@@ -168,12 +190,12 @@ class Rows(ScrollView, Generic[T], can_focus=True):
             text = Text("● ") + text
         if index == self.cursor:
             style = style + self.get_component_rich_style("rows--cursor")
-        text.truncate(self.size.width, pad=True)
+        text.truncate(width, pad=True)
         segments = [
             Segment(s.text, style + s.style if s.style else style)
             for s in text.render(self.app.console)
         ]
-        return Strip(segments).crop(0, self.size.width)
+        return Strip(segments).crop(0, width)
 
     # -- moving ---------------------------------------------------------------------
 
@@ -187,7 +209,7 @@ class Rows(ScrollView, Generic[T], can_focus=True):
                 self.post_message(self.NearEnd(self))
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.items))
+        self.virtual_size = Size(self._width, len(self.items))
 
     def action_move(self, step: int) -> None:
         if self.items:

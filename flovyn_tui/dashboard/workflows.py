@@ -69,7 +69,7 @@ class WorkflowsView(Vertical):
         self.status = "ALL"
         self.text = ""
         self.next_cursor: str | None = None
-        self.loading = False
+        self._fetching = False
         self.total: tuple[int, bool] = (0, False)
         self._counts_at = 0.0
         self._counts_due = False
@@ -104,14 +104,14 @@ class WorkflowsView(Vertical):
 
     @guarded(exclusive=True, group="page")
     async def reload(self) -> None:
-        self.loading = True
+        self._fetching = True
         try:
             page = await api(self.app).workflow_page(**self._server_filters(), limit=PAGE)
         except Exception as exc:
             self.app.report(exc)  # type: ignore[attr-defined]
             return
         finally:
-            self.loading = False
+            self._fetching = False
         self.next_cursor = page["nextCursor"]
         self.total = (page["total"], page["totalIsEstimate"])
         self.rows.set_items(self._visible(page["workflows"]))
@@ -121,7 +121,7 @@ class WorkflowsView(Vertical):
     async def more(self) -> None:
         if self.next_cursor is None:
             return
-        self.loading = True
+        self._fetching = True
         try:
             page = await api(self.app).workflow_page(
                 **self._server_filters(), limit=PAGE, cursor=self.next_cursor
@@ -130,13 +130,13 @@ class WorkflowsView(Vertical):
             self.app.report(exc)  # type: ignore[attr-defined]
             return
         finally:
-            self.loading = False
+            self._fetching = False
         self.next_cursor = page["nextCursor"]
         self.rows.extend(self._visible(page["workflows"]))
 
     @on(Rows.NearEnd, "#workflow-rows")
     def _near_end(self) -> None:
-        if not self.loading and self.next_cursor:
+        if not self._fetching and self.next_cursor:
             self.more()
 
     @guarded(exclusive=True, group="counts")
@@ -162,28 +162,44 @@ class WorkflowsView(Vertical):
 
     # -- live ---------------------------------------------------------------------
 
-    def feed(self, event: StreamEvent) -> None:
-        """A feed event: the row updated in place, or a new one at the top."""
-        wf = event.data.get("workflow") if isinstance(event.data, dict) else None
-        if not isinstance(wf, dict):
-            return
-        self._counts_due = True
-        index = self.rows.index_of(wf["id"])
-        fits = self._fits(wf)
-        if index is not None:
-            if fits:
-                self.rows.replace(index, wf)
-            else:
-                self.rows.remove_at(index)
-                total, guessed = self.total
-                self.total = (max(0, total - 1), guessed)
-                self._show_filters()
-        elif fits:
-            self._insert(wf, new=event.event == "workflow_created")
+    def feed(self, events: list[StreamEvent]) -> None:
+        """Feed events: rows updated in place, new ones at the top (all of a batch at
+        once), rows whose status came to fit the filter in their place."""
+        rows = self.rows
+        fresh: dict[str, dict[str, Any]] = {}  # new at the top, in arrival order
+        for event in events:
+            wf = event.data.get("workflow") if isinstance(event.data, dict) else None
+            if not isinstance(wf, dict):
+                continue
+            self._counts_due = True
+            fits = self._fits(wf)
+            if wf["id"] in fresh:
+                if fits:
+                    fresh[wf["id"]] = wf
+                else:
+                    del fresh[wf["id"]]
+                continue
+            index = rows.index_of(wf["id"])
+            if index is not None:
+                if fits:
+                    rows.replace(index, wf)
+                else:
+                    rows.remove_at(index)
+                    total, guessed = self.total
+                    self.total = (max(0, total - 1), guessed)
+            elif fits and event.event == "workflow_created":
+                fresh[wf["id"]] = wf
+            elif fits:
+                self._insert(wf)
+        if fresh:
+            rows.insert_top(list(fresh.values())[::-1])  # the newest on top
+            total, guessed = self.total
+            self.total = (total + len(fresh), guessed)
+        self._show_filters()
 
-    def _insert(self, wf: dict[str, Any], *, new: bool) -> None:
-        """A row that fits the filter now (new, or whose status came to match it), in
-        its place by creation time; one older than all loaded comes with its page."""
+    def _insert(self, wf: dict[str, Any]) -> None:
+        """A row whose status came to fit the filter, in its place by creation time; one
+        older than all loaded comes with its page."""
         items = self.rows.items
         at = next(
             (
@@ -196,12 +212,11 @@ class WorkflowsView(Vertical):
         if at is None and self.next_cursor is not None:
             return
         if at == 0 or not items:
-            self.rows.insert_top(wf)
+            self.rows.insert_top([wf])
         else:
             self.rows.insert_at(len(items) if at is None else at, wf)
         total, guessed = self.total
         self.total = (total + 1, guessed)
-        self._show_filters()
 
     def _status(self) -> str | None:
         return None if self.status == "ALL" else self.status
@@ -251,7 +266,7 @@ class WorkflowsView(Vertical):
         if self.text:
             line.append(f"   filter: {self.text!r}", style="bold yellow")
         line.append("   [ ] status  / filter  enter open", style="dim")
-        self.query_one("#filters", Static).update(line)
+        self.query_one("#filters", Static).update(line, layout=False)  # one line, always
 
     # -- actions ------------------------------------------------------------------
 
