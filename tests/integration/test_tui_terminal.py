@@ -32,8 +32,11 @@ WIDTH, HEIGHT = 140, 40
 START_WITHIN_S = 30.0  # a cold interpreter, Textual's import and the server's first start
 STEP_WITHIN_S = 15.0
 
+# CI sets FLOVYN_REQUIRE_TMUX: there a missing tmux fails instead of skipping.
+REQUIRED = os.environ.get("FLOVYN_REQUIRE_TMUX", "").strip().lower() in {"1", "true", "yes"}
 pytestmark = pytest.mark.skipif(
-    TMUX is None, reason="tmux is not installed: the real-terminal test of `flovyn tui` needs it"
+    TMUX is None and not REQUIRED,
+    reason="tmux is not installed: the real-terminal test of `flovyn tui` needs it",
 )
 
 
@@ -100,7 +103,7 @@ def answers(port: int) -> bool:
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    assert TMUX is not None
+    assert TMUX is not None, "tmux is not installed (FLOVYN_REQUIRE_TMUX=1): apt-get install tmux"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOVYN_", "TMUX"))}
     env.update(
         XDG_CONFIG_HOME=str(tmp_path / "config"),
