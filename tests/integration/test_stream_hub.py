@@ -256,7 +256,7 @@ async def test_stream_rows_past_their_retention_are_pruned(store: Store) -> None
             await tx.flush(final=True)
             await tx.execute("UPDATE feed_changes SET created_at = $1 WHERE created_at > $1 "
                              "AND tenant_id = $2", now - age, tenant_id)  # fmt: skip
-    scheduler = Scheduler(store, WakeHub(), None, stream_retention_ms=60_000)  # type: ignore[arg-type]
+    scheduler = Scheduler(store, WakeHub(), None, None, stream_retention_ms=60_000)  # type: ignore[arg-type]
     assert await scheduler.prune_streams(now - 60_000) == 2
     async with store.read() as tx:
         kept = await tx.fetch("SELECT data FROM stream_events WHERE tenant_id = $1", tenant_id)
