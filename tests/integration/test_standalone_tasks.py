@@ -124,7 +124,8 @@ async def test_lists_filters_cursor_and_idempotency(flovyn: Flovyn) -> None:
         ]
         await client.cancel_task(made[4]["id"])
         walked = [t["id"] async for t in client.list_tasks(page_size=2)]
-        assert walked == [t["id"] for t in reversed(made)]  # newest first, each once
+        newest_first = sorted(made, key=lambda t: (t["createdAt"], t["id"]), reverse=True)
+        assert walked == [t["id"] for t in newest_first]  # each once (ties: by id)
         kind0 = [t["id"] async for t in client.list_tasks(kind="sa-kind-0")]
         assert set(kind0) == {made[0]["id"], made[2]["id"], made[4]["id"]}
         alias = await f.ok("GET", "P/tasks", params={"task_type": "sa-kind-1"})
