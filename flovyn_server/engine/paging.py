@@ -95,6 +95,18 @@ class Page(Generic[T]):
     total_is_estimate: bool
     next_cursor: str | None
 
+    def answer(self, key: str, limit: int, offset: int) -> dict[str, Any]:
+        """What a list answers: the items under `key`, and the paging fields every list
+        has (see `Paging`)."""
+        return {
+            key: self.items,
+            "total": self.total,
+            "totalIsEstimate": self.total_is_estimate,
+            "limit": limit,
+            "offset": offset,
+            "nextCursor": self.next_cursor,
+        }
+
 
 def _bad(field: str, message: str) -> InvalidInput:
     problem = {"field": field, "message": message, "type": "value_error"}

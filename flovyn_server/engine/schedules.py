@@ -15,7 +15,7 @@ run has not ended, `skip` records a skipped run, `allow` starts another, and
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from flovyn_server.domain import TERMINAL_WORKFLOW, Conflict, iso, not_found, now_ms
 from flovyn_server.engine import calendar
@@ -133,14 +133,7 @@ class Schedules:
             filters=Filters("tenant_id = ?", tenant.id), order=SCHEDULE_ORDER,
             limit=q.limit, offset=q.offset, cursor=q.cursor, shape=_shape,
         )  # fmt: skip
-        return {
-            "schedules": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(ScheduleList, found.answer("schedules", q.limit, q.offset))
 
     async def replace(self, tenant: Tenant, schedule_id: str, body: ScheduleBody) -> Schedule:
         spec, target = _specs(body)
@@ -209,14 +202,7 @@ class Schedules:
             filters=Filters("schedule_id = ?", schedule_id), order=RUN_ORDER,
             limit=q.limit, offset=q.offset, cursor=q.cursor, shape=_run,
         )  # fmt: skip
-        return {
-            "runs": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(RunList, found.answer("runs", q.limit, q.offset))
 
     # -- the scheduler ----------------------------------------------------------------
 

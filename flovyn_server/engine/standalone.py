@@ -6,7 +6,7 @@ workflow's history when a task has none)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from flovyn_server.domain import Conflict, InvalidInput, not_found, now_ms, parse_ttl_ms
 from flovyn_server.engine import shapes
@@ -97,14 +97,7 @@ class StandaloneTasks:
             cursor=q.cursor,
             shape=shapes.task,
         )
-        return {
-            "tasks": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(TaskPage, found.answer("tasks", q.limit, q.offset))
 
     async def cancel(self, tenant: Tenant, task_id: str) -> None:
         """Cancel a PENDING standalone task (one waiting for its first try or a retry);

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
@@ -500,12 +500,6 @@ class Tasks:
             cursor=q.cursor,
             shape=shapes.log,
         )
-        return {
-            "taskExecutionId": task_id,
-            "logs": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(
+            LogPage, {"taskExecutionId": task_id, **found.answer("logs", q.limit, q.offset)}
+        )

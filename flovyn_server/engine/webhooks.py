@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from flovyn_server.domain import Conflict, DomainError, iso, not_found, now_ms
 from flovyn_server.engine import signatures
@@ -118,14 +118,7 @@ class Webhooks:
             order=WEBHOOK_ORDER, limit=q.limit, offset=q.offset, cursor=q.cursor,
             shape=lambda row: _shape(row, tenant.slug),
         )  # fmt: skip
-        return {
-            "webhooks": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(WebhookList, found.answer("webhooks", q.limit, q.offset))
 
     async def replace(self, tenant: Tenant, webhook_id: str, body: WebhookBody) -> Webhook:
         verification, routes = self._fields(body)
@@ -160,14 +153,7 @@ class Webhooks:
             filters=Filters("webhook_id = ?", webhook_id), order=EVENT_ORDER,
             limit=q.limit, offset=q.offset, cursor=q.cursor, shape=_event,
         )  # fmt: skip
-        return {
-            "events": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(EventPage, found.answer("events", q.limit, q.offset))
 
     # -- ingest -------------------------------------------------------------------------
 

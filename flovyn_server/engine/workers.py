@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 from flovyn_server.domain import not_found, now_ms
 from flovyn_server.engine import shapes
@@ -153,14 +154,7 @@ class Workers:
             cursor=q.cursor,
             shape=shapes.worker,
         )
-        return {
-            "workers": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(WorkerList, found.answer("workers", q.limit, q.offset))
 
     async def get(self, tenant: Tenant, worker_id: str) -> WorkerDetail:
         async with self.store.read() as tx:

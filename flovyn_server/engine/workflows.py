@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flovyn_server import metrics
 from flovyn_server.domain import (
@@ -307,14 +307,7 @@ class Workflows:
             cursor=q.cursor,
             shape=shapes.workflow_summary,
         )
-        return {
-            "workflows": found.items,
-            "total": found.total,
-            "totalIsEstimate": found.total_is_estimate,
-            "limit": q.limit,
-            "offset": q.offset,
-            "nextCursor": found.next_cursor,
-        }
+        return cast(WorkflowList, found.answer("workflows", q.limit, q.offset))
 
     async def counts(self, tenant: Tenant, q: CountWorkflows) -> WorkflowCounts:
         """Executions per status, each exact up to 1,000 (see paging.count)."""
