@@ -145,3 +145,22 @@ def confirm(yes: bool, question: str) -> None:
         fail("this cannot be undone: pass --yes to confirm without a terminal", EXIT_USAGE)
     if not click.confirm(question, default=False):
         raise SystemExit(1)
+
+
+def log_options(f: Any) -> Any:
+    """The filters and paging of a task's logs (a workflow's task or a standalone one)."""
+    options = [
+        click.option(
+            "--level",
+            type=click.Choice(["DEBUG", "INFO", "WARN", "ERROR"], case_sensitive=False),
+            help="A minimum: WARN shows WARN and ERROR.",
+        ),
+        click.option("--search", help="Only lines containing this (any case)."),
+        click.option("--attempt", type=click.IntRange(1), help="Only this attempt."),
+        click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True),
+        click.option("--cursor", help="The nextCursor a previous page printed."),
+        click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until it ends."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

@@ -16,6 +16,7 @@ from flovyn_tui.commands.common import (
     emit,
     key_values,
     log_lines,
+    log_options,
     parse_json,
     subcommand,
     task_table,
@@ -216,16 +217,7 @@ def attempts(task_id: str) -> None:
 
 @subcommand(task, "logs")
 @ID
-@click.option(
-    "--level",
-    type=click.Choice(["DEBUG", "INFO", "WARN", "ERROR"], case_sensitive=False),
-    help="A minimum: WARN shows WARN and ERROR.",
-)
-@click.option("--search", help="Only lines containing this (any case).")
-@click.option("--attempt", type=click.IntRange(1), help="Only this attempt.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--cursor", help="The nextCursor a previous page printed.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until it ends.")
+@log_options
 def logs(
     task_id: str,
     level: str | None,

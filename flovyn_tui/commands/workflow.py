@@ -18,6 +18,7 @@ from flovyn_tui.commands.common import (
     emit,
     key_values,
     log_lines,
+    log_options,
     parse_json,
     subcommand,
     task_table,
@@ -433,16 +434,7 @@ def task_attempts(workflow_id: str, task_id: str) -> None:
 @subcommand(workflow, "task-logs")
 @ID
 @click.argument("task_id", metavar="TASK_ID")
-@click.option(
-    "--level",
-    type=click.Choice(["DEBUG", "INFO", "WARN", "ERROR"], case_sensitive=False),
-    help="A minimum: WARN shows WARN and ERROR.",
-)
-@click.option("--search", help="Only lines containing this (any case).")
-@click.option("--attempt", type=click.IntRange(1), help="Only this attempt.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--cursor", help="The nextCursor a previous page printed.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until it ends.")
+@log_options
 def task_logs(
     workflow_id: str,
     task_id: str,
